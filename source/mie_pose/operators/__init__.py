@@ -1,0 +1,1 @@
+"""MIE operators: frame extraction and pose inference, each a ``handler(event, context)``."""
