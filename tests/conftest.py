@@ -1,0 +1,116 @@
+"""Shared fixtures: real media with people (Debian opencv-doc, scikit-image) and clips made from them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+
+
+def opencv_doc_file(name: str) -> Path:
+    """A file from Debian's opencv-doc (``./run test`` installs it); some are shipped gzipped."""
+    path = OPENCV_DOC_DATA / name
+    if path.exists():
+        return path
+    gz = path.with_name(name + ".gz")
+    if gz.exists():
+        import gzip
+        import tempfile
+
+        target = Path(tempfile.gettempdir()) / "mie-pose-test-media" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.write_bytes(gzip.decompress(gz.read_bytes()))
+        return target
+    pytest.fail(f"{path} is missing: install Debian package opencv-doc (./run test does)")
+
+
+@pytest.fixture(scope="session")
+def vtest_avi() -> Path:
+    """768x576 pedestrians at 10 fps, 795 frames."""
+    return opencv_doc_file("vtest.avi")
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+def write_clip(path: Path, frames, fps: float, fourcc: str = "mp4v") -> Path:
+    frames = iter(frames)
+    first = next(frames)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (first.shape[1], first.shape[0]))
+    assert writer.isOpened(), f"cannot write {path}"
+    writer.write(first)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def vtest_mp4(vtest_avi, media_dir) -> Path:
+    """The first 10 s of vtest.avi as an mp4 (what users upload)."""
+    capture = cv2.VideoCapture(str(vtest_avi))
+    frames = []
+    while len(frames) < 100:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return write_clip(media_dir / "vtest-10s.mp4", frames, 10.0)
+
+
+@pytest.fixture(scope="session")
+def astronaut_mp4(media_dir) -> Path:
+    """scikit-image's astronaut (one person, clearly visible), 3 s at 25 fps."""
+    from skimage import data
+
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return write_clip(media_dir / "astronaut-3s.mp4", (image for _ in range(75)), 25.0)
+
+
+@pytest.fixture(scope="session")
+def black_mp4(media_dir) -> Path:
+    frame = np.zeros((360, 640, 3), np.uint8)
+    return write_clip(media_dir / "black-4s.mp4", (frame for _ in range(100)), 25.0)
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(media_dir, vtest_mp4) -> dict[str, Path]:
+    """Files a user might upload by mistake, each of which must end in a one-line error."""
+    empty = media_dir / "empty.mp4"
+    empty.write_bytes(b"")
+    text = media_dir / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    truncated = media_dir / "truncated.mp4"
+    truncated.write_bytes(vtest_mp4.read_bytes()[:2000])
+    return {"empty": empty, "text": text, "truncated": truncated, "missing": media_dir / "missing.mp4"}
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    path = shutil.which("ffmpeg")
+    if path is None:
+        pytest.fail("ffmpeg is missing: install Debian package ffmpeg (./run test does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vfr_mp4(ffmpeg, vtest_avi, media_dir) -> Path:
+    """A variable-frame-rate H.264 mp4: 5 s at 10 fps then 5 s at 25 fps, timestamps kept by the container."""
+    out = media_dir / "vfr.mp4"
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-y", "-i", str(vtest_avi), "-t", "10",
+         "-vf", "setpts='if(lt(T,5),PTS,5/TB+(PTS-5/TB)*0.4)'", "-fps_mode", "vfr",
+         "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )
+    return out
