@@ -105,11 +105,11 @@ def ffmpeg() -> str:
 
 @pytest.fixture(scope="session")
 def vfr_mp4(ffmpeg, vtest_avi, media_dir) -> Path:
-    """A variable-frame-rate H.264 mp4: 5 s at 10 fps then 5 s at 25 fps, timestamps kept by the container."""
+    """A variable-frame-rate H.264 mp4: frames 0.3 s apart for 5 s, then 0.1 s apart (from vtest.avi)."""
     out = media_dir / "vfr.mp4"
     subprocess.run(
         [ffmpeg, "-loglevel", "error", "-y", "-i", str(vtest_avi), "-t", "10",
-         "-vf", "setpts='if(lt(T,5),PTS,5/TB+(PTS-5/TB)*0.4)'", "-fps_mode", "vfr",
+         "-vf", r"select='lt(n\,50)*not(mod(n\,3))+gte(n\,50)'", "-fps_mode", "vfr",
          "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
         check=True,
     )

@@ -1,0 +1,45 @@
+"""Backend names -> constructors, with imports kept lazy so that unused backends cost nothing."""
+
+from __future__ import annotations
+
+import functools
+
+from .base import PoseBackend
+
+DEFAULT_BACKEND = "topdown"
+BACKEND_NAMES = ("topdown", "blazepose", "gluoncv")
+
+
+class BackendError(ValueError):
+    """Unknown backend name or a backend that cannot start (missing weights, missing extra)."""
+
+
+def create_backend(name: str | None = None, model_dir: str | None = None) -> PoseBackend:
+    name = (name or DEFAULT_BACKEND).lower()
+    if name == "default":
+        name = DEFAULT_BACKEND
+    if name not in BACKEND_NAMES:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    return _cached_backend(name, model_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_backend(name: str, model_dir: str | None) -> PoseBackend:
+    try:
+        if name == "blazepose":
+            from .blazepose import BlazePoseBackend
+
+            return BlazePoseBackend(model_dir=model_dir)
+        if name == "topdown":
+            from .topdown import TopDownBackend
+
+            return TopDownBackend.default(model_dir=model_dir)
+        from .gluoncv import GluonCVBackend
+
+        if not model_dir:
+            raise BackendError("backend gluoncv needs --model-dir with the exported GluonCV models")
+        return GluonCVBackend(model_dir)
+    except ImportError as exc:
+        raise BackendError(f"backend {name} is not installed: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise BackendError(f"backend {name} cannot start: {exc}") from exc

@@ -1,0 +1,208 @@
+"""The ``mie-pose`` command line: analyse videos, read results, manage models.
+
+Every user-facing failure ends as one readable line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+from . import __version__, schema
+from .dataplane import DataplaneError, SqliteDataplane
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report as one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"FPS must be a positive finite number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mie-pose", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mie-pose {__version__}")
+    parser.add_argument("--data-dir", help="dataplane folder (default: $MIE_POSE_HOME or ~/.mie-pose)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    analyze = commands.add_parser("analyze", help="run the pose workflow on a video")
+    analyze.add_argument("video", type=Path)
+    analyze.add_argument("--fps", type=_fps, help="frames sampled per second of video (default 2)")
+    analyze.add_argument("--backend", help="pose backend: topdown (default), blazepose, gluoncv")
+    analyze.add_argument("--model-dir", help="model folder for the backend (gluoncv: the exported nets)")
+    analyze.add_argument("--max-frames", type=_positive_int, help="stop after this many sampled frames")
+    analyze.add_argument("--max-width", type=_positive_int, help="downscale frames wider than this")
+    analyze.add_argument("--output", type=Path, help="also write the result document to this JSON file")
+    analyze.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    results = commands.add_parser("results", help="print the stored PoseDetection document of an asset")
+    results.add_argument("asset_id")
+    results.add_argument("--operator", default=schema.OPERATOR_NAME)
+
+    commands.add_parser("list", help="list assets and their workflow executions")
+
+    install = commands.add_parser("install-models", help="fetch the BlazePose models from the mediapipe wheel")
+    install.add_argument("--model-dir", help="where to put them (default: the venv's share/mie-pose/models)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"mie-pose: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (DataplaneError, OSError) as exc:
+        print(f"mie-pose: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("mie-pose: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dataplane(args) -> SqliteDataplane:
+    return SqliteDataplane(args.data_dir)
+
+
+def cmd_analyze(args) -> int:
+    from .workflow import WorkflowEngine
+
+    video: Path = args.video
+    if not video.exists():
+        raise CliError(f"no such file: {video}", EXIT_USAGE)
+    if not video.is_file():
+        raise CliError(f"not a file: {video}", EXIT_USAGE)
+    overrides = {"FrameExtraction": {}, "PoseDetection": {}}
+    for key, value in (("FPS", args.fps), ("MaxFrames", args.max_frames), ("MaxWidth", args.max_width)):
+        if value is not None:
+            overrides["FrameExtraction"][key] = value
+    for key, value in (("Backend", args.backend), ("ModelDir", args.model_dir)):
+        if value is not None:
+            overrides["PoseDetection"][key] = value
+
+    dataplane = _dataplane(args)
+    started = time.monotonic()
+    asset_id = dataplane.import_video(video)
+    engine = WorkflowEngine(dataplane, dataplane.storage)
+    with _ProgressBars(enabled=not args.no_progress) as bars:
+        execution = engine.run(asset_id, overrides, progress=bars.update)
+    elapsed = time.monotonic() - started
+    print(f"asset {asset_id}")
+    if execution["status"] != "Complete":
+        raise CliError(f"workflow {execution['execution_id']} failed: {execution['message']}")
+    document = dataplane.read_document(asset_id, schema.OPERATOR_NAME)
+    frames = document["frames"]
+    persons = sum(len(frame["persons"]) for frame in frames)
+    with_people = sum(1 for frame in frames if frame["persons"])
+    most = max((len(frame["persons"]) for frame in frames), default=0)
+    print(f"workflow {execution['execution_id']}: Complete in {elapsed:.1f} s")
+    print(f"frames {len(frames)} at {document['fps']:g} fps, {with_people} with people, "
+          f"persons {persons} (at most {most} in one frame), backend {document['backend']}")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(document))
+        print(f"results written to {args.output}")
+    print(f"results stored in {dataplane.data_dir} (read them with: mie-pose results {asset_id})")
+    return 0
+
+
+def cmd_results(args) -> int:
+    dataplane = _dataplane(args)
+    json.dump(dataplane.read_document(args.asset_id, args.operator), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_list(args) -> int:
+    dataplane = _dataplane(args)
+    assets = dataplane.list_assets()
+    if not assets:
+        print("no assets yet: run mie-pose analyze VIDEO")
+    for asset in assets:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(asset["created"]))
+        print(f"{asset['asset_id']}  {created}  {asset['source_name']}")
+        for execution in dataplane.list_executions(asset["asset_id"]):
+            line = f"    execution {execution['execution_id']}  {execution['status']}"
+            if execution["message"]:
+                line += f"  ({execution['message']})"
+            print(line)
+    return 0
+
+
+def cmd_install_models(args) -> int:
+    from .backends.blazepose import install_weights
+
+    path = install_weights(args.model_dir)
+    print(f"BlazePose models in {path}")
+    return 0
+
+
+class _ProgressBars:
+    """One tqdm bar per operator: frames done/total and rate, on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bars: dict[str, object] = {}
+
+    def __enter__(self):
+        return self
+
+    def update(self, stage: str, operator_name: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(operator_name)
+        if bar is None:
+            bar = self.bars[operator_name] = tqdm(total=total, desc=f"{operator_name:<16}", unit="frame",
+                                                  file=sys.stderr, dynamic_ncols=True)
+        if total != bar.total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    def __exit__(self, *exc):
+        for bar in self.bars.values():
+            bar.close()
+
+
+COMMANDS = {
+    "analyze": cmd_analyze,
+    "results": cmd_results,
+    "list": cmd_list,
+    "install-models": cmd_install_models,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

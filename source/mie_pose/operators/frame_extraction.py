@@ -1,0 +1,93 @@
+"""Operator FrameExtraction: sample JPEG frames from the asset's video and write a manifest.
+
+Configuration: ``{"FPS": float (default 2), "MaxFrames": int | null, "MaxWidth": int | null}``.
+Output Media ``Frames`` points at the manifest; each manifest entry has index, timestamp_ms, width,
+height and key. On failure every frame written so far is deleted, so a failed stage leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import cv2
+
+from ..storage import MediaLocation
+from ..video import FrameSampler, VideoInputError
+from .contract import STATUS_COMPLETE, OperatorError, OperatorEvent, OperatorOutput, OperatorRuntime, operator
+
+NAME = "FrameExtraction"
+DEFAULT_FPS = 2.0
+JPEG_QUALITY = 90
+
+log = logging.getLogger("mie_pose.operators.frame_extraction")
+
+
+def frames_prefix(asset_id: str, execution_id: str) -> str:
+    return f"private/{asset_id}/workflows/{execution_id}/frames/"
+
+
+def _optional_int(configuration: dict, key: str):
+    value = configuration.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value
+
+
+@operator(NAME)
+def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
+    if "Video" not in event.media:
+        raise OperatorError("no input video: Input.Media.Video is missing")
+    video = MediaLocation.from_event(event.media["Video"])
+    configuration = dict(event.configuration)
+    configuration.setdefault("FPS", DEFAULT_FPS)
+    prefix = frames_prefix(event.asset_id, event.workflow_execution_id or "adhoc")
+    storage = runtime.storage
+    try:
+        with storage.local_path(video) as path:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                sampler = FrameSampler(path, configuration["FPS"],
+                                       max_frames=_optional_int(configuration, "MaxFrames"),
+                                       max_width=_optional_int(configuration, "MaxWidth"))
+            for warning in caught:
+                log.warning("%s", warning.message)
+            total = sampler.expected_count()
+            entries = []
+            for frame in sampler:
+                ok, encoded = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                if not ok:
+                    raise OperatorError(f"could not encode frame {frame.index} as JPEG")
+                key = f"{prefix}{frame.index:06d}.jpg"
+                storage.write_bytes(MediaLocation(video.bucket, key), encoded.tobytes(), "image/jpeg")
+                entries.append({"index": frame.index, "timestamp_ms": frame.timestamp_ms,
+                                "width": int(frame.image.shape[1]), "height": int(frame.image.shape[0]), "key": key})
+                if runtime.progress:
+                    runtime.progress(len(entries), max(total, len(entries)))
+        if not entries:
+            raise OperatorError("video has no frames to sample")
+        video_info = sampler.info.to_dict()
+        # Frame count / rate underestimates variable-frame-rate files; the decoder's timestamps don't lie.
+        frame_ms = 1000.0 / sampler.info.source_fps if sampler.info.source_fps else 0.0
+        video_info["duration_ms"] = max(video_info["duration_ms"], int(round(entries[-1]["timestamp_ms"] + frame_ms)))
+        manifest = {"asset_id": event.asset_id, "fps": sampler.fps, "video": video_info, "frames": entries}
+        manifest_location = MediaLocation(video.bucket, f"{prefix}manifest.json")
+        storage.write_bytes(manifest_location, json.dumps(manifest).encode(), "application/json")
+    except VideoInputError as exc:
+        storage.delete_prefix(video.bucket, prefix)
+        raise OperatorError(str(exc)) from None
+    except BaseException:
+        storage.delete_prefix(video.bucket, prefix)
+        raise
+    return OperatorOutput(
+        name=NAME,
+        status=STATUS_COMPLETE,
+        media={"Video": video.to_event(), "Frames": manifest_location.to_event()},
+        metadata={"FrameCount": len(entries), "FPS": sampler.fps, "Video": video_info},
+        configuration=configuration,
+    )
