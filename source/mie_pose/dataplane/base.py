@@ -59,6 +59,9 @@ class Dataplane(abc.ABC):
     @abc.abstractmethod
     def delete_metadata(self, asset_id: str, operator: str) -> None: ...
 
+    @abc.abstractmethod
+    def operators_with_metadata(self, asset_id: str) -> list[str]: ...
+
     def read_document(self, asset_id: str, operator: str) -> dict:
         """Follow the cursor through every page and return the whole document."""
         document: dict[str, Any] | None = None
