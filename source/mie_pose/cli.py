@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="list assets and their workflow executions")
 
+    serve = commands.add_parser("serve", help="serve the web app and the dataplane/workflow API locally")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080)
+
+    routes = commands.add_parser("routes", help="print the API route table")
+    routes.add_argument("--json", action="store_true")
+
     install = commands.add_parser("install-models", help="fetch the BlazePose models from the mediapipe wheel")
     install.add_argument("--model-dir", help="where to put them (default: the venv's share/mie-pose/models)")
     return parser
@@ -161,6 +168,25 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .server import serve
+
+    serve(_dataplane(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_routes(args) -> int:
+    from .api.routes import routes_as_json
+
+    table = routes_as_json()
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        for route in table:
+            print(f"{route['method']:<5} {route['path']:<42} {route['description']}")
+    return 0
+
+
 def cmd_install_models(args) -> int:
     from .backends.blazepose import install_weights
 
@@ -201,6 +227,8 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "results": cmd_results,
     "list": cmd_list,
+    "serve": cmd_serve,
+    "routes": cmd_routes,
     "install-models": cmd_install_models,
 }
 
