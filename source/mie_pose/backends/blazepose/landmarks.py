@@ -1,0 +1,133 @@
+"""BlazePose landmarks (full model): a 256x256 crop of a person ROI -> 33 landmarks in image coordinates.
+
+Decoding follows MediaPipe 0.10.14's TensorsToPoseLandmarksAndSegmentation and inverse-projection graphs
+(our own implementation). The heatmap refinement uses a 9x9 window: that is what reproduces MediaPipe's
+output, although its config text says 7.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from mie_pose.backends.base import Person
+
+from .coco import to_coco
+from .roi import Roi, crop, project_to_image, remove_letterbox, roi_from_box
+from .weights import LANDMARK_FILE, ensure_weights
+
+INPUT_SIZE = 256
+NUM_LANDMARKS = 39  # 33 body landmarks, 2 auxiliary (ROI alignment points), 4 unused
+NUM_BODY = 33
+PRESENCE_THRESHOLD = 0.5
+REFINE_KERNEL = 9
+REFINE_MIN_CONFIDENCE = 0.5
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def decode_landmarks(raw: np.ndarray, input_size: int = INPUT_SIZE) -> np.ndarray:
+    """Raw (1, 39 * 5) tensor -> (39, 5): x, y normalized to the crop, z (crop-width units), visibility,
+    presence (both after sigmoid)."""
+    lm = raw.reshape(NUM_LANDMARKS, 5).astype(np.float64)
+    out = np.empty_like(lm)
+    out[:, 0] = lm[:, 0] / input_size
+    out[:, 1] = lm[:, 1] / input_size
+    out[:, 2] = lm[:, 2] / input_size
+    out[:, 3] = sigmoid(lm[:, 3])
+    out[:, 4] = sigmoid(lm[:, 4])
+    return out
+
+
+def refine_from_heatmap(landmarks: np.ndarray, heatmap: np.ndarray, kernel: int = REFINE_KERNEL,
+                        min_confidence: float = REFINE_MIN_CONFIDENCE) -> np.ndarray:
+    """Move each landmark to the confidence-weighted mean cell of a ``kernel`` window of its heatmap channel
+    around it, when the window's peak confidence reaches ``min_confidence``. ``heatmap`` is (H, W, C) logits."""
+    hm_h, hm_w = heatmap.shape[:2]
+    half = (kernel - 1) // 2
+    out = landmarks.copy()
+    for i in range(min(len(landmarks), heatmap.shape[2])):
+        col = int(landmarks[i, 0] * hm_w)
+        row = int(landmarks[i, 1] * hm_h)
+        if not (0 <= col < hm_w and 0 <= row < hm_h):
+            continue
+        r0, r1 = max(0, row - half), min(hm_h, row + half + 1)
+        c0, c1 = max(0, col - half), min(hm_w, col + half + 1)
+        conf = sigmoid(heatmap[r0:r1, c0:c1, i].astype(np.float64))
+        total = conf.sum()
+        if conf.max() >= min_confidence and total > 0:
+            rows, cols = np.mgrid[r0:r1, c0:c1]
+            out[i, 0] = (cols * conf).sum() / hm_w / total
+            out[i, 1] = (rows * conf).sum() / hm_h / total
+    return out
+
+
+def person_from_landmarks(landmarks: np.ndarray, presence: float, roi: Roi) -> Person:
+    """A Person from 33 image-normalized landmarks (x, y, z, visibility, presence): COCO keypoints scored by
+    visibility, box around all 33 landmarks, both clipped to the image."""
+    body = landmarks[:NUM_BODY]
+    coco = to_coco(body)
+    keypoints = np.stack([np.clip(coco[:, 0], 0, 1), np.clip(coco[:, 1], 0, 1), coco[:, 3]], axis=1)
+    x0, y0 = np.clip(body[:, :2].min(axis=0), 0, 1)
+    x1, y1 = np.clip(body[:, :2].max(axis=0), 0, 1)
+    return Person(
+        score=float(presence),
+        bbox=(float(x0), float(y0), float(x1), float(y1)),
+        keypoints=keypoints.astype(np.float32),
+        extra={"landmarks": body.astype(np.float32), "roi": roi},
+    )
+
+
+class BlazePoseLandmarker:
+    """BlazePose landmarks for one person region: ``landmarker(image_bgr, box_px) -> Person | None``.
+
+    ``box_px`` (x0, y0, x1, y1 in pixels) may come from any person detector (top-down); it is turned into a
+    square ROI 1.25 times its long side, like MediaPipe's ROI. ``run_roi`` takes a ready ROI instead (the
+    whole-frame backend passes the one built from BlazePose's own alignment keypoints).
+    """
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, num_threads: int = 2,
+                 presence_threshold: float = PRESENCE_THRESHOLD):
+        model_dir = ensure_weights(model_dir)
+        self.interpreter = Interpreter(model_path=str(Path(model_dir) / LANDMARK_FILE), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]["index"]
+        outputs = [d["index"] for d in sorted(self.interpreter.get_output_details(), key=_output_order)]
+        self._landmarks, self._flag, _, self._heatmap, _ = outputs
+        self.presence_threshold = presence_threshold
+
+    def __call__(self, image_bgr: np.ndarray, box_px, rotation: float = 0.0) -> Person | None:
+        h, w = image_bgr.shape[:2]
+        return self.run_roi(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), roi_from_box(box_px, w, h, rotation=rotation))
+
+    def run_roi(self, image_rgb: np.ndarray, roi: Roi) -> Person | None:
+        """Landmarks inside ``roi`` of an RGB image, or None when the pose-presence score is under threshold."""
+        landmarks, presence = self.landmarks(image_rgb, roi)
+        if landmarks is None:
+            return None
+        return person_from_landmarks(landmarks, presence, roi)
+
+    def landmarks(self, image_rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray | None, float]:
+        """(39, 5) image-normalized landmarks and the presence score; landmarks None when under threshold."""
+        tensor, padding = crop(image_rgb, roi, INPUT_SIZE, INPUT_SIZE, border_zero=False)
+        self.interpreter.set_tensor(self._input, (tensor.astype(np.float32) * (1.0 / 255.0))[None])
+        self.interpreter.invoke()
+        presence = float(self.interpreter.get_tensor(self._flag).reshape(-1)[0])
+        if presence < self.presence_threshold:
+            return None, presence
+        landmarks = decode_landmarks(self.interpreter.get_tensor(self._landmarks))
+        landmarks = refine_from_heatmap(landmarks, self.interpreter.get_tensor(self._heatmap)[0])
+        landmarks = project_to_image(remove_letterbox(landmarks, padding), roi)
+        return landmarks, presence
+
+
+def _output_order(detail: dict) -> int:
+    """Output tensors in the model's order: Identity, Identity_1, ..., Identity_4."""
+    name = detail["name"].split(":")[0]
+    return int(name.rsplit("_", 1)[1]) if "_" in name else 0

