@@ -1,0 +1,60 @@
+"""The default top-down backend: every person from the person detector, BlazePose keypoints for each."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mie_pose.backends import create_backend
+from mie_pose.backends.blazepose import to_coco
+
+from conftest import opencv_doc_file
+from test_blazepose import MEDIAPIPE_COCO_PX
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return create_backend("topdown")
+
+
+def skimage_bgr(name: str) -> np.ndarray:
+    from skimage import data
+
+    image = getattr(data, name)()
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_single_person_matches_mediapipe(backend, name):
+    persons = backend(skimage_bgr(name))
+    assert len(persons) == 1
+    ours = to_coco(persons[0].extra["landmarks"])[:, :2] * 512
+    error = np.linalg.norm(ours - np.array(MEDIAPIPE_COCO_PX[name]), axis=1)
+    assert error.mean() < 1.0, error
+
+
+def test_two_players(backend):
+    persons = backend(cv2.imread(str(opencv_doc_file("basketball1.png"))))
+    assert len(persons) == 2
+    centres = sorted((p.bbox[0] + p.bbox[2]) / 2 for p in persons)
+    assert centres[0] < 0.4 < 0.6 < centres[1]  # one player on each side, facing each other
+
+
+def test_street_scene_with_several_people(backend, vtest_avi):
+    capture = cv2.VideoCapture(str(vtest_avi))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 80)  # six pedestrians, all fully visible
+    ok, frame = capture.read()
+    capture.release()
+    persons = backend(frame)
+    assert len(persons) >= 5
+    for person in persons:
+        x0, y0, x1, y1 = person.bbox
+        inside = ((person.keypoints[:, 0] >= x0 - 0.03) & (person.keypoints[:, 0] <= x1 + 0.03) &
+                  (person.keypoints[:, 1] >= y0 - 0.03) & (person.keypoints[:, 1] <= y1 + 0.03))
+        assert inside.all()
+        assert 0.0 < person.score <= 1.0
+
+
+def test_nobody_on_black(backend):
+    assert backend(np.zeros((480, 640, 3), np.uint8)) == []
