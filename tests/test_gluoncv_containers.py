@@ -313,3 +313,23 @@ def test_gluoncv_backend_reports_missing_model_dirs(tmp_path):
     (tmp_path / POSE).mkdir()
     with pytest.raises(FileNotFoundError, match="symbol.json"):
         GluonCVBackend(tmp_path)
+
+
+def test_cli_analyze_with_the_gluoncv_backend(built, astronaut_mp4, tmp_path):
+    """`mie-pose analyze --backend gluoncv --model-dir DIR` runs the two container handlers in-process."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MIE_POSE_HOME=str(tmp_path / "home"),
+               MIE_POSE_DETECTOR_THRESHOLD="0.1", MIE_POSE_MAX_PERSONS="1", MIE_POSE_DETECTOR_SHORT="320")
+    output = tmp_path / "gluoncv.json"
+    result = subprocess.run([sys.executable, "-m", "mie_pose.cli", "analyze", str(astronaut_mp4), "--backend", "gluoncv",
+                             "--model-dir", str(built[0]), "--fps", "1", "--max-frames", "2", "--no-progress",
+                             "--output", str(output)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(output.read_text())
+    validate_document(document)
+    assert document["backend"] == "gluoncv"
+    assert [len(frame["persons"]) for frame in document["frames"]] == [1, 1]
+    assert len(document["frames"][0]["persons"][0]["keypoints"]) == 17
