@@ -1,0 +1,158 @@
+"""Generate the Step Functions state machine (Amazon States Language) from ``pose_workflow.json``.
+
+The workflow definition is the one source of truth: its stages, in ``StartAt``/``Next`` order, become
+states here, so adding or reordering a stage there changes the deployed machine at the next build.
+
+Each operator runs as three states on its own Lambda function (``OPERATOR_STEPS``)::
+
+    {Op}Plan (Task) -> {Op}Map (Map over the plan's items, MaxConcurrency a stack parameter) -> {Op}Commit
+
+``{Op}Commit`` returns the execution state extended with the operator's output, which is the next
+stage's input. Any failure is caught into ``{Op}Failed`` (records which operator) -> ``WorkflowFailed``
+(cleans up what the operator wrote and marks the execution Error; earlier stages' results stay) -> a Fail
+state. Lambda ARNs and the Map concurrency are ``${...}`` placeholders, filled by CloudFormation's
+``DefinitionSubstitutions`` (or ``render`` in tests).
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..workflow.definition import load_definition, ordered_stages
+
+# operator -> (Lambda function logical id, Map step name, plan key holding the Map's items, extra Retry)
+OPERATOR_STEPS = {
+    "FrameExtraction": {"function": "FrameExtractionFunction", "map_step": "extract", "items": "Ranges",
+                        "module": "mie_pose.aws.frame_extraction"},
+    "PoseDetection": {"function": "PoseDetectionFunction", "map_step": "chunk", "items": "Chunks",
+                      "module": "mie_pose.aws.pose_detection",
+                      # The endpoint throttled through every in-code retry: wait longer, then try again.
+                      "retry": [{"ErrorEquals": ["EndpointThrottled"], "IntervalSeconds": 10, "MaxAttempts": 5,
+                                 "BackoffRate": 2.0}]},
+}
+WORKFLOW_FUNCTION = "WorkflowFunction"
+MAP_CONCURRENCY = "MapConcurrency"
+_CONCURRENCY_SENTINEL = "__MAP_CONCURRENCY__"
+
+LAMBDA_RETRY = {
+    "ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                    "Lambda.TooManyRequestsException"],
+    "IntervalSeconds": 2, "MaxAttempts": 4, "BackoffRate": 2.0,
+}
+
+
+class StateMachineError(ValueError):
+    pass
+
+
+def arn(function: str) -> str:
+    return "${" + function + "Arn}"
+
+
+def substitution_names() -> list[str]:
+    """The ``DefinitionSubstitutions`` keys the template must provide."""
+    functions = sorted({steps["function"] for steps in OPERATOR_STEPS.values()} | {WORKFLOW_FUNCTION})
+    return [f"{function}Arn" for function in functions] + [MAP_CONCURRENCY]
+
+
+def _catch(failed_state: str) -> list[dict]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": failed_state}]
+
+
+def _operator_states(operator: str, stage: str, next_state: str) -> dict:
+    if operator not in OPERATOR_STEPS:
+        raise StateMachineError(f"operator {operator!r} has no AWS steps; add it to OPERATOR_STEPS")
+    steps = OPERATOR_STEPS[operator]
+    function = arn(steps["function"])
+    failed = f"{operator}Failed"
+    task_retry = [dict(LAMBDA_RETRY)]
+    return {
+        f"{operator}Plan": {
+            "Type": "Task", "Resource": function, "Comment": f"{stage}: plan {operator}",
+            "Parameters": {"Step": "plan", "State.$": "$"},
+            "ResultPath": "$.Plan", "Retry": task_retry, "Catch": _catch(failed), "Next": f"{operator}Map",
+        },
+        f"{operator}Map": {
+            "Type": "Map", "Comment": f"{stage}: {operator} {steps['items'].lower()} in parallel",
+            "ItemsPath": f"$.Plan.{steps['items']}",
+            "MaxConcurrency": _CONCURRENCY_SENTINEL,
+            "ItemSelector": {
+                "Step": steps["map_step"],
+                "State": {"AssetId.$": "$.AssetId", "WorkflowExecutionId.$": "$.WorkflowExecutionId",
+                          "Media.$": "$.Media", "Configuration.$": "$.Plan.Configuration",
+                          "Version.$": "$.Plan.Version"} if operator == "PoseDetection" else
+                         {"AssetId.$": "$.AssetId", "WorkflowExecutionId.$": "$.WorkflowExecutionId",
+                          "Media.$": "$.Media", "Configuration.$": "$.Plan.Configuration"},
+                "Item.$": "$$.Map.Item.Value",
+            },
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": f"{operator}Item",
+                "States": {f"{operator}Item": {
+                    "Type": "Task", "Resource": function,
+                    "Retry": [dict(LAMBDA_RETRY)] + [dict(r) for r in steps.get("retry", [])], "End": True}},
+            },
+            "ResultPath": "$.Plan.Results", "Catch": _catch(failed), "Next": f"{operator}Commit",
+        },
+        f"{operator}Commit": {
+            "Type": "Task", "Resource": function, "Comment": f"{stage}: commit {operator}",
+            "Parameters": {"Step": "commit", "State.$": "$"},
+            "Retry": task_retry, "Catch": _catch(failed), "Next": next_state,
+        },
+        failed: {
+            "Type": "Pass", "Result": {"Operator": operator, "Stage": stage},
+            "ResultPath": "$.Failed", "Next": "WorkflowFailed",
+        },
+    }
+
+
+def build_definition(definition: dict | None = None) -> dict:
+    """The ASL document for the workflow definition (placeholders unfilled)."""
+    definition = definition or load_definition()
+    stages = ordered_stages(definition)
+    states: dict = {}
+    for position, stage in enumerate(stages):
+        if len(stage.operators) != 1:
+            raise StateMachineError(f"stage {stage.name!r} has {len(stage.operators)} operators; "
+                                    "the AWS generator runs exactly one operator per stage")
+        if position + 1 < len(stages):
+            next_state = f"{stages[position + 1].operators[0]}Plan"
+        else:
+            next_state = "WorkflowComplete"
+        states.update(_operator_states(stage.operators[0], stage.name, next_state))
+    workflow = arn(WORKFLOW_FUNCTION)
+    states["WorkflowComplete"] = {"Type": "Task", "Resource": workflow,
+                                  "Parameters": {"Step": "complete", "State.$": "$"},
+                                  "Retry": [dict(LAMBDA_RETRY)], "End": True}
+    states["WorkflowFailed"] = {"Type": "Task", "Resource": workflow,
+                                "Parameters": {"Step": "fail", "State.$": "$"},
+                                "Retry": [dict(LAMBDA_RETRY)],
+                                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "WorkflowError"}],
+                                "Next": "WorkflowError"}
+    states["WorkflowError"] = {"Type": "Fail", "Error": "OperatorFailed",
+                               "Cause": "An operator failed; the workflow execution record holds its message."}
+    return {
+        "Comment": f"{definition['Name']}: {definition.get('Description', '')}. "
+                   "Generated from pose_workflow.json by mie_pose.aws.state_machine.",
+        "StartAt": f"{stages[0].operators[0]}Plan",
+        "States": states,
+    }
+
+
+def to_definition_string(asl: dict) -> str:
+    """JSON text for ``DefinitionString`` with ``DefinitionSubstitutions``: the concurrency is unquoted."""
+    return json.dumps(asl, indent=1).replace(f'"{_CONCURRENCY_SENTINEL}"', "${" + MAP_CONCURRENCY + "}")
+
+
+def render(asl: dict, substitutions: dict) -> str:
+    """Fill every placeholder as Step Functions would (tests and asl-validator need concrete JSON)."""
+    text = to_definition_string(asl)
+    for name, value in substitutions.items():
+        text = text.replace("${" + name + "}", str(value))
+    if "${" in text:
+        raise StateMachineError(f"unfilled placeholder in {text[text.index('${'):][:60]}")
+    return text
+
+
+def operator_module(operator: str) -> str:
+    return OPERATOR_STEPS[operator]["module"]

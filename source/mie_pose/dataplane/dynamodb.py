@@ -1,0 +1,275 @@
+"""DynamoDataplane: the dataplane on DynamoDB (records) and S3 (pages too large for one item).
+
+Tables (their key schemas are in ``deployment/mie-pose.yaml``; ``TABLE_KEYS`` below must match):
+
+- assets: ``asset_id``.
+- executions: ``execution_id``; global secondary index ``asset_id-created`` lists one asset's executions.
+- metadata: ``asset_id`` + ``item``. An operator's document is a header item ``header#{operator}`` that
+  names a *version*, and page items ``page#{operator}#{version}#{page:06d}``.
+
+Why versions: the AWS pose step writes pages from many parallel Map iterations, then one final step
+commits the header. Readers follow the header, so until the commit they see the previous document (or
+none) and never half of the new one; a failed run leaves only unreferenced pages, which ``discard_version``
+removes. Pages are gzipped JSON in a binary attribute; a page over ``inline_limit`` bytes (DynamoDB items
+stop at 400 KB) goes to the dataplane bucket and its item holds the key.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import uuid
+
+from .base import DEFAULT_PAGE_FRAMES, Dataplane, DataplaneError, UnknownAsset
+from .cursor import decode_cursor, encode_cursor, split_pages
+
+TABLE_KEYS = {
+    "assets": [("asset_id", "HASH")],
+    "executions": [("execution_id", "HASH")],
+    "metadata": [("asset_id", "HASH"), ("item", "RANGE")],
+}
+EXECUTIONS_BY_ASSET_INDEX = "asset_id-created"
+INLINE_LIMIT = 300_000
+
+
+def _header_item(operator: str) -> str:
+    return f"header#{operator}"
+
+
+def _page_prefix(operator: str, version: str) -> str:
+    return f"page#{operator}#{version}#"
+
+
+def _page_item(operator: str, version: str, page: int) -> str:
+    return f"{_page_prefix(operator, version)}{page:06d}"
+
+
+class DynamoDataplane(Dataplane):
+    def __init__(self, client, *, assets_table: str, executions_table: str, metadata_table: str,
+                 bucket: str | None = None, s3_client=None, inline_limit: int = INLINE_LIMIT):
+        self.client = client
+        self.assets_table = assets_table
+        self.executions_table = executions_table
+        self.metadata_table = metadata_table
+        self.bucket = bucket
+        self.s3 = s3_client
+        self.inline_limit = inline_limit
+
+    # --- assets -------------------------------------------------------------------------------
+    def create_asset(self, media: dict, source_name: str) -> str:
+        asset_id = uuid.uuid4().hex
+        self.client.put_item(TableName=self.assets_table, Item={
+            "asset_id": {"S": asset_id}, "created": {"N": repr(time.time())},
+            "source_name": {"S": source_name or "video"}, "media": {"S": json.dumps(media)}})
+        return asset_id
+
+    def get_asset(self, asset_id: str) -> dict:
+        item = self.client.get_item(TableName=self.assets_table, Key={"asset_id": {"S": asset_id}},
+                                    ConsistentRead=True).get("Item")
+        if item is None:
+            raise UnknownAsset(f"unknown asset {asset_id}")
+        return _asset_dict(item)
+
+    def list_assets(self) -> list[dict]:
+        items = self._scan(self.assets_table)
+        return sorted((_asset_dict(item) for item in items), key=lambda a: a["created"])
+
+    # --- workflow executions ------------------------------------------------------------------
+    def create_execution(self, asset_id: str, workflow_name: str, stages: list[str],
+                         execution_id: str | None = None) -> str:
+        self.get_asset(asset_id)
+        execution_id = execution_id or uuid.uuid4().hex
+        now = repr(time.time())
+        self.client.put_item(TableName=self.executions_table, Item={
+            "execution_id": {"S": execution_id}, "asset_id": {"S": asset_id}, "workflow": {"S": workflow_name},
+            "status": {"S": "Queued"}, "created": {"N": now}, "updated": {"N": now},
+            "stages": {"S": json.dumps({name: {"Status": "Waiting"} for name in stages})}},
+            ConditionExpression="attribute_not_exists(execution_id)")
+        return execution_id
+
+    def update_execution(self, execution_id, *, status=None, stage=None, stage_status=None, stage_output=None,
+                         message=None) -> None:
+        # Stages run one after another, so read-modify-write cannot race with another writer of the record.
+        item = self._get_execution_item(execution_id)
+        stages = json.loads(item["stages"]["S"])
+        if stage is not None:
+            record = stages.setdefault(stage, {})
+            if stage_status is not None:
+                record["Status"] = stage_status
+            if stage_output is not None:
+                record["Output"] = stage_output
+        item["stages"] = {"S": json.dumps(stages)}
+        item["updated"] = {"N": repr(time.time())}
+        if status is not None:
+            item["status"] = {"S": status}
+        if message is not None:
+            item["message"] = {"S": message}
+        self.client.put_item(TableName=self.executions_table, Item=item)
+
+    def get_execution(self, execution_id: str) -> dict:
+        return _execution_dict(self._get_execution_item(execution_id))
+
+    def list_executions(self, asset_id: str | None = None) -> list[dict]:
+        if asset_id:
+            items = self._query(self.executions_table, "asset_id = :a", {":a": {"S": asset_id}},
+                                index=EXECUTIONS_BY_ASSET_INDEX)
+        else:
+            items = self._scan(self.executions_table)
+        return sorted((_execution_dict(item) for item in items), key=lambda e: e["created"])
+
+    def _get_execution_item(self, execution_id: str) -> dict:
+        item = self.client.get_item(TableName=self.executions_table, Key={"execution_id": {"S": execution_id}},
+                                    ConsistentRead=True).get("Item")
+        if item is None:
+            raise DataplaneError(f"unknown workflow execution {execution_id}")
+        return item
+
+    # --- operator metadata: staged writes ---------------------------------------------------------
+    @staticmethod
+    def new_version() -> str:
+        return uuid.uuid4().hex
+
+    def put_page(self, asset_id: str, operator: str, version: str, page: int, frames: list) -> None:
+        """Write one page of a version that is not visible until ``commit_metadata``."""
+        body = gzip.compress(json.dumps(frames, separators=(",", ":")).encode(), compresslevel=6)
+        item = {"asset_id": {"S": asset_id}, "item": {"S": _page_item(operator, version, page)},
+                "frame_count": {"N": str(len(frames))}}
+        if len(body) <= self.inline_limit:
+            item["frames"] = {"B": body}
+        else:
+            if not (self.bucket and self.s3):
+                raise DataplaneError(f"page {page} is {len(body)} bytes gzipped and no dataplane bucket is set")
+            key = f"private/{asset_id}/metadata/{operator}/{version}/{page:06d}.json.gz"
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
+                               ContentEncoding="gzip")
+            item["s3_key"] = {"S": key}
+        self.client.put_item(TableName=self.metadata_table, Item=item)
+
+    def commit_metadata(self, asset_id: str, operator: str, version: str, header: dict, pages: int,
+                        frames: int) -> None:
+        """Point the operator's header at ``version`` (one atomic PutItem), then drop the old version."""
+        if pages < 1:
+            raise DataplaneError("a document has at least one page")
+        for page in range(pages):
+            if not self._get_page_item(asset_id, operator, version, page):
+                raise DataplaneError(f"cannot commit {operator} for {asset_id}: page {page} was never written")
+        previous = self._get_header_item(asset_id, operator)
+        self.client.put_item(TableName=self.metadata_table, Item={
+            "asset_id": {"S": asset_id}, "item": {"S": _header_item(operator)}, "operator": {"S": operator},
+            "header": {"S": json.dumps({k: v for k, v in header.items() if k != "frames"})},
+            "version": {"S": version}, "pages": {"N": str(pages)}, "frames": {"N": str(frames)},
+            "updated": {"N": repr(time.time())}})
+        if previous and previous["version"]["S"] != version:
+            self.discard_version(asset_id, operator, previous["version"]["S"])
+
+    def discard_version(self, asset_id: str, operator: str, version: str) -> int:
+        """Delete every page of an uncommitted or superseded version; return how many."""
+        items = self._query(self.metadata_table, "asset_id = :a AND begins_with(#i, :p)",
+                            {":a": {"S": asset_id}, ":p": {"S": _page_prefix(operator, version)}},
+                            names={"#i": "item"})
+        for item in items:
+            if "s3_key" in item and self.s3 and self.bucket:
+                self.s3.delete_object(Bucket=self.bucket, Key=item["s3_key"]["S"])
+            self.client.delete_item(TableName=self.metadata_table,
+                                    Key={"asset_id": item["asset_id"], "item": item["item"]})
+        return len(items)
+
+    # --- operator metadata: the Dataplane interface -------------------------------------------
+    def store_metadata(self, asset_id, operator, document, page_frames=DEFAULT_PAGE_FRAMES) -> int:
+        self.get_asset(asset_id)
+        frames = document.get("frames", [])
+        pages = split_pages(frames, page_frames)
+        version = self.new_version()
+        try:
+            for number, page in enumerate(pages):
+                self.put_page(asset_id, operator, version, number, page)
+            self.commit_metadata(asset_id, operator, version, document, len(pages), len(frames))
+        except BaseException:
+            self.discard_version(asset_id, operator, version)
+            raise
+        return len(pages)
+
+    def get_metadata_page(self, asset_id, operator, cursor=None) -> dict:
+        page_no = decode_cursor(cursor)
+        header = self._get_header_item(asset_id, operator)
+        if header is None:
+            self.get_asset(asset_id)
+            raise DataplaneError(f"no {operator} results for asset {asset_id}")
+        pages = int(header["pages"]["N"])
+        if page_no >= pages:
+            raise DataplaneError(f"cursor past the last page ({pages} pages)")
+        item = self._get_page_item(asset_id, operator, header["version"]["S"], page_no)
+        if item is None:
+            raise DataplaneError(f"page {page_no} of {operator} for {asset_id} is missing")
+        results = json.loads(header["header"]["S"])
+        results["frames"] = self._page_frames(item)
+        next_cursor = encode_cursor(page_no + 1) if page_no + 1 < pages else None
+        return {"asset_id": asset_id, "operator": operator, "results": results, "cursor": next_cursor}
+
+    def delete_metadata(self, asset_id, operator) -> None:
+        header = self._get_header_item(asset_id, operator)
+        if header is None:
+            return
+        self.client.delete_item(TableName=self.metadata_table,
+                                Key={"asset_id": {"S": asset_id}, "item": {"S": _header_item(operator)}})
+        self.discard_version(asset_id, operator, header["version"]["S"])
+
+    def operators_with_metadata(self, asset_id: str) -> list[str]:
+        items = self._query(self.metadata_table, "asset_id = :a AND begins_with(#i, :p)",
+                            {":a": {"S": asset_id}, ":p": {"S": "header#"}}, names={"#i": "item"})
+        return sorted(item["operator"]["S"] for item in items)
+
+    def _get_header_item(self, asset_id: str, operator: str) -> dict | None:
+        return self.client.get_item(TableName=self.metadata_table, ConsistentRead=True, Key={
+            "asset_id": {"S": asset_id}, "item": {"S": _header_item(operator)}}).get("Item")
+
+    def _get_page_item(self, asset_id: str, operator: str, version: str, page: int) -> dict | None:
+        return self.client.get_item(TableName=self.metadata_table, ConsistentRead=True, Key={
+            "asset_id": {"S": asset_id}, "item": {"S": _page_item(operator, version, page)}}).get("Item")
+
+    def _page_frames(self, item: dict) -> list:
+        if "frames" in item:
+            body = item["frames"]["B"]
+        else:
+            body = self.s3.get_object(Bucket=self.bucket, Key=item["s3_key"]["S"])["Body"].read()
+        return json.loads(gzip.decompress(body))
+
+    # --- paging helpers -----------------------------------------------------------------------
+    def _scan(self, table: str) -> list[dict]:
+        items, kwargs = [], {"TableName": table}
+        while True:
+            response = self.client.scan(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _query(self, table: str, condition: str, values: dict, index: str | None = None,
+               names: dict | None = None) -> list[dict]:
+        kwargs = {"TableName": table, "KeyConditionExpression": condition, "ExpressionAttributeValues": values}
+        if index:
+            kwargs["IndexName"] = index
+        else:
+            kwargs["ConsistentRead"] = True
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        items = []
+        while True:
+            response = self.client.query(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _asset_dict(item: dict) -> dict:
+    return {"asset_id": item["asset_id"]["S"], "created": float(item["created"]["N"]),
+            "source_name": item["source_name"]["S"], "media": json.loads(item["media"]["S"])}
+
+
+def _execution_dict(item: dict) -> dict:
+    return {"execution_id": item["execution_id"]["S"], "asset_id": item["asset_id"]["S"],
+            "workflow": item["workflow"]["S"], "status": item["status"]["S"],
+            "created": float(item["created"]["N"]), "updated": float(item["updated"]["N"]),
+            "stages": json.loads(item["stages"]["S"]), "message": item.get("message", {}).get("S")}
