@@ -264,3 +264,11 @@ def test_upload_creates_an_asset_and_runs_the_workflow(live_server, astronaut_mp
     status, page = get_json(live_server, f"/metadata/{asset_id}/{schema.OPERATOR_NAME}")
     assert status == 200 and len(page["results"]["frames"]) == 3  # 3 s at 1 fps
     assert not list((live_server.dataplane.data_dir / "uploads").iterdir())  # temp files removed
+
+
+def test_a_video_ffmpeg_cannot_convert_is_served_as_it_is(small_server, bad_inputs):
+    asset_id = small_server.dataplane.import_video(bad_inputs["truncated"])
+    for _ in range(2):  # the failure is remembered, not retried on every range request
+        status, head, body = request(small_server, "GET", f"/media/{asset_id}", headers={"Range": "bytes=0-99"})
+        assert status == 206 and head["X-Media-Proxy"].startswith("unconverted; transcoding failed")
+        assert body == bad_inputs["truncated"].read_bytes()[:100]

@@ -101,8 +101,9 @@ class LocalServer(ThreadingHTTPServer):
 class RequestHandler(BaseHTTPRequestHandler):
     server: LocalServer
     protocol_version = "HTTP/1.1"
-    server_version = "mie-pose"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return "mie-pose"
 
     def do_GET(self):
         self._dispatch("GET")

@@ -31,6 +31,7 @@ _PLAYABLE_PIX_FMTS = {"yuv420p", "yuvj420p"}
 TRANSCODE_TIMEOUT_S = 1800
 
 _locks: dict[str, threading.Lock] = {}
+_playable: dict[tuple, bool] = {}
 _failed: dict[Path, str] = {}  # originals ffmpeg could not convert, so a bad file is tried once per process
 _locks_guard = threading.Lock()
 
@@ -66,7 +67,7 @@ def browser_media(dataplane, asset_id: str, ffmpeg: str | None = None) -> Browse
     if ffmpeg is None:
         log.warning("ffmpeg is missing: serving %s as it is; browsers may not play it", original.name)
         return BrowserMedia(original, "unconverted", "ffmpeg is missing")
-    if is_browser_playable(original, _ffprobe_beside(ffmpeg)):
+    if _playable_cached(original, ffmpeg):
         return BrowserMedia(original, "original")
     with _lock_for(asset_id):
         if proxy.is_file():  # another thread made it while this one waited
@@ -128,6 +129,15 @@ def transcode_h264(source: Path, target: Path, ffmpeg: str = "ffmpeg") -> Path:
         partial.unlink(missing_ok=True)
     log.info("browser proxy written: %s", target)
     return target
+
+
+def _playable_cached(path: Path, ffmpeg: str) -> bool:
+    """is_browser_playable, asked once per file version: a player sends many range requests."""
+    stat = path.stat()
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _playable:
+        _playable[key] = is_browser_playable(path, _ffprobe_beside(ffmpeg))
+    return _playable[key]
 
 
 def _ffprobe_beside(ffmpeg: str) -> str | None:
