@@ -1,0 +1,246 @@
+"""Fixtures for the AWS deployment tests: the built template, a moto account holding the stack's resources,
+and Lambda functions that run our real handlers in-process (moto would start Docker containers)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import json
+import os
+import time
+import traceback
+import zipfile
+from pathlib import Path
+
+import cv2
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+pytest.importorskip("moto", reason="the AWS tests need the aws extra (moto, boto3, crhelper)")
+
+
+def load_build_assets():
+    spec = importlib.util.spec_from_file_location("mie_pose_build_assets", ROOT / "deployment" / "build_assets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def build_assets():
+    return load_build_assets()
+
+
+@pytest.fixture(scope="session")
+def built_template(build_assets, tmp_path_factory) -> tuple[Path, dict, dict]:
+    """(template path, template, ASL with placeholders), built with --templates-only into a temp folder."""
+    out = tmp_path_factory.mktemp("dist")
+    template_path, asl_path = build_assets.write_templates(out, "mie-pose-test-dist", "v0.0.0-test")
+    return template_path, json.loads(template_path.read_text()), json.loads(asl_path.read_text())
+
+
+@pytest.fixture(scope="session")
+def vtest_5s_mp4(tmp_path_factory) -> Path:
+    """The first 5 s of OpenCV's vtest.avi (pedestrians, 10 fps) written as an mp4."""
+    source = VTEST
+    if not source.exists():
+        gz = source.with_name(source.name + ".gz")
+        if not gz.exists():
+            pytest.skip("vtest.avi missing: install Debian package opencv-doc")
+        import gzip
+
+        source = tmp_path_factory.mktemp("vtest") / "vtest.avi"
+        source.write_bytes(gzip.decompress(gz.read_bytes()))
+    capture = cv2.VideoCapture(str(source))
+    frames = []
+    while len(frames) < 50:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    path = tmp_path_factory.mktemp("media") / "vtest-5s.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    from mie_pose import aws_runtime
+
+    aws_runtime.reset_clients()
+    yield
+    aws_runtime.reset_clients()
+
+
+def _lambda_result(handler_path: str, event):
+    module_name, _, attribute = handler_path.rpartition(".")
+    handler = getattr(importlib.import_module(module_name), attribute)
+    try:
+        return json.dumps(handler(event, None)), False
+    except Exception as exc:  # noqa: BLE001  (reported the way Lambda reports a function error)
+        return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
+                           "stackTrace": traceback.format_exc().splitlines()[-5:]}), True
+
+
+@pytest.fixture
+def in_process_lambdas(monkeypatch):
+    """Every moto Lambda invocation calls the function's real handler here, with its environment."""
+    from moto.awslambda.models import LambdaFunction
+
+    calls = []
+
+    def invoke(self, event=None):
+        if isinstance(event, (str, bytes)):
+            event = json.loads(event)
+        saved = dict(os.environ)
+        os.environ.update({k: str(v) for k, v in (self.environment_vars or {}).items()})
+        try:
+            calls.append((self.handler, event))
+            body, errored = _lambda_result(self.handler, event)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return body, errored, ""
+
+    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke)
+    return calls
+
+
+def _resources(template: dict, kind: str) -> dict:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+class MotoStack:
+    """The template's resources, created one by one in moto with the names the handlers get as environment."""
+
+    def __init__(self, template: dict, asl: dict, map_concurrency: int = 2):
+        import boto3
+
+        from mie_pose.aws import state_machine
+
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.ddb = boto3.client("dynamodb", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.lam = boto3.client("lambda", region_name=REGION)
+        self.sagemaker = boto3.client("sagemaker", region_name=REGION)
+        self.iam = boto3.client("iam", region_name=REGION)
+
+        self.upload_bucket, self.dataplane_bucket = "mie-pose-upload-test", "mie-pose-dataplane-test"
+        for bucket in (self.upload_bucket, self.dataplane_bucket):
+            self.s3.create_bucket(Bucket=bucket)
+
+        self.tables = {}
+        for name, resource in _resources(template, "AWS::DynamoDB::Table").items():
+            props = resource["Properties"]
+            kwargs = {"TableName": f"test-{name}", "KeySchema": props["KeySchema"],
+                      "AttributeDefinitions": props["AttributeDefinitions"], "BillingMode": "PAY_PER_REQUEST"}
+            if props.get("GlobalSecondaryIndexes"):
+                kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            self.ddb.create_table(**kwargs)
+            self.tables[name] = kwargs["TableName"]
+
+        # The SageMaker inference pipeline: two containers, serial, as the template declares it.
+        model = template["Resources"]["PoseModel"]["Properties"]
+        containers = [{"ContainerHostname": c["ContainerHostname"], "Environment": c["Environment"],
+                       "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/mxnet-inference:1.9.0-gpu-py38",
+                       "ModelDataUrl": f"s3://dist/models/{c['ContainerHostname']}/model.tar.gz"}
+                      for c in model["Containers"]]
+        self.model_containers = containers
+        role = self.iam.create_role(RoleName="test-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        self.sagemaker.create_model(ModelName="pose-pipeline", ExecutionRoleArn=role, Containers=containers,
+                                    InferenceExecutionConfig=model["InferenceExecutionConfig"])
+        variant = template["Resources"]["EndpointConfig"]["Properties"]["ProductionVariants"][0]
+        self.sagemaker.create_endpoint_config(EndpointConfigName="pose-config", ProductionVariants=[{
+            "VariantName": variant["VariantName"], "ModelName": "pose-pipeline", "InitialInstanceCount": 1,
+            "InstanceType": "ml.g4dn.2xlarge", "InitialVariantWeight": 1.0}])
+        self.endpoint_name = "pose-endpoint"
+        self.sagemaker.create_endpoint(EndpointName=self.endpoint_name, EndpointConfigName="pose-config")
+
+        self.environment = {
+            "ASSETS_TABLE": self.tables["AssetsTable"], "EXECUTIONS_TABLE": self.tables["ExecutionsTable"],
+            "METADATA_TABLE": self.tables["MetadataTable"], "DATAPLANE_BUCKET": self.dataplane_bucket,
+            "ENDPOINT_NAME": self.endpoint_name,
+        }
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("placeholder.py", "")
+        arns = {}
+        for name, resource in _resources(template, "AWS::Lambda::Function").items():
+            props = resource["Properties"]
+            arns[f"{name}Arn"] = self.lam.create_function(
+                FunctionName=f"test-{name}", Runtime=props["Runtime"], Role=role, Handler=props["Handler"],
+                Code={"ZipFile": code.getvalue()}, Timeout=props.get("Timeout", 3),
+                Environment={"Variables": dict(self.environment)})["FunctionArn"]
+        self.function_arns = arns
+
+        definition = state_machine.render(asl, {**arns, "MapConcurrency": map_concurrency})
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name="pose-workflow", definition=definition, roleArn=role)["stateMachineArn"]
+        self.environment["STATE_MACHINE_ARN"] = self.state_machine_arn
+        for name in arns:
+            self.lam.update_function_configuration(FunctionName=f"test-{name[:-3]}",
+                                                   Environment={"Variables": dict(self.environment)})
+
+    def apply_environment(self, monkeypatch) -> None:
+        for key, value in self.environment.items():
+            monkeypatch.setenv(key, value)
+
+    def queue_endpoint_results(self, bodies: list[dict]) -> None:
+        import requests
+
+        response = requests.post("http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results", json={
+            "account_id": ACCOUNT, "region": REGION,
+            "results": [{"Body": json.dumps(body), "ContentType": "application/json",
+                         "InvokedProductionVariant": "AllTraffic", "CustomAttributes": ""} for body in bodies]})
+        assert response.status_code == 201, response.text
+
+    def execution_arn(self, execution_id: str) -> str:
+        return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{execution_id}"
+
+    def wait(self, execution_id: str, timeout: float = 120.0) -> dict:
+        deadline = time.time() + timeout
+        while True:
+            described = self.sfn.describe_execution(executionArn=self.execution_arn(execution_id))
+            if described["status"] != "RUNNING":
+                return described
+            if time.time() > deadline:
+                raise AssertionError(f"execution {execution_id} still running after {timeout} s")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def moto_stack(aws_credentials, in_process_lambdas, built_template, monkeypatch):
+    from moto import mock_aws
+
+    _, template, asl = built_template
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        stack = MotoStack(template, asl)
+        stack.apply_environment(monkeypatch)
+        stack.lambda_calls = in_process_lambdas
+        yield stack
+
+
+def pose_container_answer(count: int, persons_per_image: int = 2) -> dict:
+    """What the pose container answers for ``count`` images (its output_fn's JSON)."""
+    images = []
+    for image in range(count):
+        persons = []
+        for p in range(persons_per_image):
+            x0, y0 = 0.1 + 0.3 * p, 0.2
+            keypoints = [[round(x0 + 0.01 * k, 4), round(y0 + 0.03 * k, 4), 0.9] for k in range(17)]
+            persons.append({"score": 0.8 - 0.1 * p, "bbox": [x0, y0, x0 + 0.2, 0.8], "keypoints": keypoints,
+                            "track_id": None})
+        images.append({"width": 384, "height": 288, "persons": persons})
+    return {"version": 1, "images": images}

@@ -1,0 +1,184 @@
+"""End to end on moto: upload -> trigger -> Step Functions (generated definition) -> our Lambda handlers
+in-process -> SageMaker endpoint (moto's queued answers) -> DynamoDB dataplane -> API adapter with cursors."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote_plus
+
+import pytest
+
+from mie_pose.operators.contract import LocalContext, OperatorRuntime
+from mie_pose.storage import MediaLocation
+
+from .conftest import pose_container_answer
+
+PAGE_FRAMES = 5
+CONFIGURATION = {"FrameExtraction": {"FPS": 2, "MaxWidth": 384, "RangeSeconds": 2},
+                 "PoseDetection": {"PageFrames": PAGE_FRAMES}}
+
+
+def api(method: str, path: str, query=None, body=None) -> tuple[int, dict]:
+    from mie_pose.aws import api as api_lambda
+
+    event = {"httpMethod": method, "path": path, "queryStringParameters": query,
+             "body": None if body is None else json.dumps(body), "isBase64Encoded": False}
+    response = api_lambda.handler(event, None)
+    assert response["headers"]["Content-Type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+def upload_and_trigger(stack, video, key: str) -> dict:
+    from mie_pose.aws import upload_trigger
+
+    stack.s3.upload_file(str(video), stack.upload_bucket, key)
+    # S3 notifications carry keys quote_plus-encoded.
+    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+        "bucket": {"name": stack.upload_bucket}, "object": {"key": quote_plus(key, safe="/")}}}]}
+    started = upload_trigger.handler(event, None)["Started"]
+    assert len(started) == 1
+    return started[0]
+
+
+def local_timestamps(video, tmp_path) -> list[int]:
+    """What the local FrameExtraction operator samples from the same file and configuration."""
+    from mie_pose.dataplane import SqliteDataplane
+    from mie_pose.operators import frame_extraction
+
+    dataplane = SqliteDataplane(tmp_path / "local")
+    asset_id = dataplane.import_video(video)
+    event = {"Name": "FrameExtraction", "AssetId": asset_id, "WorkflowExecutionId": "x",
+             "Input": {"Media": dataplane.get_asset(asset_id)["media"]},
+             "Configuration": {"FPS": 2, "MaxWidth": 384}}
+    out = frame_extraction.handler(event, LocalContext(OperatorRuntime(dataplane.storage, dataplane)))
+    assert out["Status"] == "Complete", out
+    manifest = json.loads(dataplane.storage.read_bytes(MediaLocation.from_event(out["Media"]["Frames"])))
+    return [frame["timestamp_ms"] for frame in manifest["frames"]]
+
+
+def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stack, vtest_5s_mp4, tmp_path):
+    stack = moto_stack
+    # 5 s at 2 FPS = 10 frames = 2 chunks of 5: one endpoint request per chunk, 5 images each.
+    stack.queue_endpoint_results([pose_container_answer(PAGE_FRAMES), pose_container_answer(PAGE_FRAMES)])
+    # Configuration overrides reach the execution through the API; the trigger starts with defaults,
+    # so start this asset's run through the API as a client would.
+    key = "uploads/street scene+1.mp4"
+    stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, key)
+    status, started = api("POST", "/workflow/execution", body={
+        "Name": "PoseWorkflow", "Input": {"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": key}}},
+        "Configuration": CONFIGURATION})
+    assert status == 200, started
+    asset_id, execution_id = started["AssetId"], started["Id"]
+
+    described = stack.wait(execution_id)
+    assert described["status"] == "SUCCEEDED", described.get("error") or described
+    handlers = [handler for handler, _ in stack.lambda_calls]
+    assert handlers.count("mie_pose.aws.frame_extraction.handler") == 2 + 3  # plan, commit, 3 time ranges
+    assert handlers.count("mie_pose.aws.pose_detection.handler") == 2 + 2  # plan, commit, 2 chunks
+
+    status, execution = api("GET", f"/workflow/execution/{execution_id}")
+    assert status == 200 and execution["status"] == "Complete", execution
+    assert {name: stage["Status"] for name, stage in execution["stages"].items()} == {
+        "FrameExtractionStage": "Complete", "PoseDetectionStage": "Complete"}
+
+    # The DynamoDB metadata table holds the header and both pages of this asset's PoseDetection document.
+    items = stack.ddb.query(TableName=stack.tables["MetadataTable"], KeyConditionExpression="asset_id = :a",
+                            ExpressionAttributeValues={":a": {"S": asset_id}})["Items"]
+    kinds = sorted(item["item"]["S"].split("#")[0] for item in items)
+    assert kinds == ["header", "page", "page"]
+
+    status, operators = api("GET", f"/metadata/{asset_id}")
+    assert status == 200 and operators["operators"] == ["PoseDetection"]
+    frames, cursor, pages = [], None, 0
+    while True:
+        status, page = api("GET", f"/metadata/{asset_id}/PoseDetection", query={"cursor": cursor} if cursor else None)
+        assert status == 200, page
+        pages += 1
+        assert page["results"]["backend"] == "sagemaker"
+        assert page["results"]["video"]["width"] == 768
+        frames.extend(page["results"]["frames"])
+        cursor = page["cursor"]
+        if not cursor:
+            break
+    assert pages == 2
+    assert [f["index"] for f in frames] == list(range(10))
+    assert all(len(f["persons"]) == 2 and len(f["persons"][0]["keypoints"]) == 17 for f in frames)
+    # Same frames as the local operator samples from the same file (time ranges change nothing).
+    assert [f["timestamp_ms"] for f in frames] == local_timestamps(vtest_5s_mp4, tmp_path)
+
+    # --- a failing operator: nothing queued for these new frames (another MaxWidth), so moto's endpoint
+    # answers a placeholder that is not the pose container's JSON and PoseDetection fails ---------------
+    smaller = {**CONFIGURATION, "FrameExtraction": {**CONFIGURATION["FrameExtraction"], "MaxWidth": 320}}
+    status, second = api("POST", "/workflow/execution", body={"Input": {"AssetId": asset_id},
+                                                               "Configuration": smaller})
+    assert status == 200, second
+    described = stack.wait(second["Id"])
+    assert described["status"] == "FAILED"
+    status, failed = api("GET", f"/workflow/execution/{second['Id']}")
+    assert failed["status"] == "Error"
+    assert failed["stages"]["FrameExtractionStage"]["Status"] == "Complete"
+    assert failed["stages"]["PoseDetectionStage"]["Status"] == "Error"
+    assert failed["message"].startswith("PoseDetection: ")
+    # Earlier results are kept: this run's frames, and the first run's committed document.
+    frames_prefix = f"private/{asset_id}/workflows/{second['Id']}/frames/"
+    keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.upload_bucket, Prefix=frames_prefix)["Contents"]]
+    assert frames_prefix + "manifest.json" in keys and len([k for k in keys if k.endswith(".jpg")]) == 10
+    status, page = api("GET", f"/metadata/{asset_id}/PoseDetection")
+    assert status == 200 and len(page["results"]["frames"]) == PAGE_FRAMES
+    items = stack.ddb.query(TableName=stack.tables["MetadataTable"], KeyConditionExpression="asset_id = :a",
+                            ExpressionAttributeValues={":a": {"S": asset_id}})["Items"]
+    assert len(items) == 3, "the failed run's uncommitted pages must be discarded"
+
+
+def test_upload_trigger_decodes_keys_and_starts_the_workflow(moto_stack, vtest_5s_mp4):
+    stack = moto_stack
+    stack.queue_endpoint_results([pose_container_answer(10)])  # default PageFrames 100: one chunk of 10
+    started = upload_and_trigger(stack, vtest_5s_mp4, "incoming/my clip+1.mp4")
+    described = stack.wait(started["WorkflowExecutionId"])
+    assert described["status"] == "SUCCEEDED", described.get("error")
+    status, asset = api("GET", f"/asset/{started['AssetId']}")
+    assert status == 200
+    assert asset["media"]["Video"] == {"S3Bucket": stack.upload_bucket, "S3Key": "incoming/my clip+1.mp4"}
+    assert asset["source_name"] == "my clip+1.mp4"
+    assert asset["executions"][0]["status"] == "Complete"
+
+
+def test_frame_extraction_error_fails_the_execution_and_leaves_no_frames(moto_stack, tmp_path):
+    stack = moto_stack
+    bad = tmp_path / "not-a-video.mp4"
+    bad.write_bytes(b"this is not an mp4 file at all" * 100)
+    started = upload_and_trigger(stack, bad, "incoming/broken.mp4")
+    described = stack.wait(started["WorkflowExecutionId"])
+    assert described["status"] == "FAILED"
+    status, execution = api("GET", f"/workflow/execution/{started['WorkflowExecutionId']}")
+    assert execution["status"] == "Error"
+    assert execution["stages"]["FrameExtractionStage"]["Status"] == "Error"
+    assert execution["stages"]["PoseDetectionStage"]["Status"] == "Waiting"
+    assert "not a readable video" in execution["message"] or "no decodable" in execution["message"]
+    listed = stack.s3.list_objects_v2(Bucket=stack.upload_bucket, Prefix=f"private/{started['AssetId']}/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_api_routes_match_the_local_table(moto_stack):
+    status, body = api("GET", "/asset")
+    assert status == 200 and body == {"assets": []}
+    assert api("GET", "/nope")[0] == 404
+    assert api("DELETE", "/asset")[0] == 405
+    status, body = api("POST", "/asset", body={"Media": {"Video": {"S3Bucket": moto_stack.upload_bucket,
+                                                                   "S3Key": "missing.mp4"}}})
+    assert status == 400 and "no video" in body["error"]
+    assert api("GET", "/metadata/unknown-asset/PoseDetection")[0] == 404
+    status, body = api("POST", "/workflow/execution", body={"Input": {"AssetId": "nope"}})
+    assert status == 404
+
+
+@pytest.mark.parametrize("bad", [{"PoseDetection": {"Backend": "topdown"}}])
+def test_pose_backend_other_than_the_endpoint_is_refused(moto_stack, vtest_5s_mp4, bad):
+    stack = moto_stack
+    stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, "x.mp4")
+    status, started = api("POST", "/workflow/execution", body={
+        "Input": {"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "x.mp4"}}}, "Configuration": bad})
+    assert status == 200
+    assert stack.wait(started["Id"])["status"] == "FAILED"
+    _, execution = api("GET", f"/workflow/execution/{started['Id']}")
+    assert "not deployed on AWS" in execution["message"]
