@@ -1,0 +1,142 @@
+"""The built template lints clean, its state machine is generated from pose_workflow.json and valid ASL,
+its API paths are the routes table, and IAM stays least-privilege."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mie_pose.api.routes import ROUTES
+from mie_pose.aws import state_machine
+from mie_pose.workflow.definition import load_definition, ordered_stages
+
+from .conftest import ROOT
+
+ASL_VALIDATOR = ROOT / "deployment" / "node_modules" / ".bin" / "asl-validator"
+
+
+def test_cfn_lint_is_clean(built_template):
+    template_path, _, _ = built_template
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which("cfn-lint")
+    if cfn_lint is None:
+        pytest.skip("cfn-lint is not installed (aws extra)")
+    result = subprocess.run([cfn_lint, str(template_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _asl_validator():
+    if not ASL_VALIDATOR.exists():
+        if os.environ.get("CI"):
+            pytest.fail("asl-validator missing: run `npm ci --prefix deployment` first")
+        pytest.skip("asl-validator missing: run `npm ci --prefix deployment`")
+    return str(ASL_VALIDATOR)
+
+
+def _validate(tmp_path, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "definition.json"
+    path.write_text(text)
+    return subprocess.run([_asl_validator(), "--json-path", str(path)], capture_output=True, text=True)
+
+
+def _rendered(asl: dict) -> str:
+    fake = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name[:-3]}"
+            for name in state_machine.substitution_names() if name.endswith("Arn")}
+    return state_machine.render(asl, {**fake, state_machine.MAP_CONCURRENCY: 10})
+
+
+def test_generated_state_machine_is_valid_asl(built_template, tmp_path):
+    _, template, asl = built_template
+    result = _validate(tmp_path, _rendered(asl))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The validator does catch a broken machine: drop one transition.
+    broken = json.loads(_rendered(asl))
+    del broken["States"]["FrameExtractionCommit"]["Next"]
+    assert _validate(tmp_path, json.dumps(broken)).returncode != 0
+
+
+def test_state_machine_follows_the_workflow_definition(built_template):
+    _, template, asl = built_template
+    definition = load_definition()
+    stages = ordered_stages(definition)
+    assert asl["StartAt"] == f"{stages[0].operators[0]}Plan"
+    # Walk the happy path: every stage's operator runs Plan -> Map -> Commit in the definition's order.
+    walked, name = [], asl["StartAt"]
+    while not asl["States"][name].get("End"):
+        walked.append(name)
+        name = asl["States"][name]["Next"]
+    operators = [stage.operators[0] for stage in stages]
+    assert walked == [f"{op}{step}" for op in operators for step in ("Plan", "Map", "Commit")]
+    assert name == "WorkflowComplete"
+    for op in operators:
+        assert asl["States"][f"{op}Map"]["MaxConcurrency"] == "__MAP_CONCURRENCY__"
+    # The template carries the same definition, with the concurrency bound to the stack parameter.
+    properties = template["Resources"]["StateMachine"]["Properties"]
+    assert "${MapConcurrency}" in properties["DefinitionString"]
+    assert json.loads(_rendered(asl)) == json.loads(state_machine.render(
+        json.loads(properties["DefinitionString"].replace("${MapConcurrency}", '"__MAP_CONCURRENCY__"')),
+        {k: f"arn:aws:lambda:us-east-1:123456789012:function:{k[:-3]}" for k in state_machine.substitution_names()
+         if k.endswith("Arn")} | {"MapConcurrency": 10}))
+    assert set(properties["DefinitionSubstitutions"]) == set(state_machine.substitution_names())
+    retry = asl["States"]["PoseDetectionMap"]["ItemProcessor"]["States"]["PoseDetectionItem"]["Retry"]
+    assert any("EndpointThrottled" in r["ErrorEquals"] for r in retry)
+
+
+def test_api_paths_are_the_routes_table(built_template):
+    _, template, _ = built_template
+    body = template["Resources"]["RestApi"]["Properties"]["Body"]
+    declared = sorted((method.upper(), path) for path, methods in body["paths"].items() for method in methods)
+    assert declared == sorted((method, path) for method, path, _, _ in ROUTES)
+    for methods in body["paths"].values():
+        for operation in methods.values():
+            assert operation["security"] == [{"sigv4": []}]
+            assert operation["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+    assert body["components"]["securitySchemes"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+
+
+def _statements(template: dict):
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                yield name, statement
+
+
+def test_iam_is_least_privilege(built_template):
+    _, template, _ = built_template
+    star_resources = set()
+    for role, statement in _statements(template):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions), (role, actions)
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if "*" in resources:
+            star_resources.update(actions)
+    # Only the actions IAM offers no resource for (each commented in deployment/mie-pose.yaml).
+    assert star_resources == {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+    source = (ROOT / "deployment" / "mie-pose.yaml").read_text()
+    assert source.count('Resource: "*"') == 2 and source.count("IAM offers") >= 2
+
+
+def test_buckets_are_encrypted_and_private(built_template):
+    _, template, _ = built_template
+    buckets = {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::S3::Bucket"}
+    assert set(buckets) == {"UploadBucket", "DataplaneBucket", "WebsiteBucket"}
+    for props in buckets.values():
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert all(props["PublicAccessBlockConfiguration"].values())
+
+
+def test_sagemaker_pipeline_is_two_serial_containers(built_template):
+    _, template, _ = built_template
+    model = template["Resources"]["PoseModel"]["Properties"]
+    assert model["InferenceExecutionConfig"] == {"Mode": "Serial"}
+    assert [c["ContainerHostname"] for c in model["Containers"]] == ["person-detector-yolo3",
+                                                                    "pose-estimator-alphapose"]
+    assert "mie-pose-test-dist-${AWS::Region}/mie-pose/v0.0.0-test/models/" in model["Containers"][0]["ModelDataUrl"]["Fn::Sub"]
+    assert template["Parameters"]["EndpointInstanceType"]["Default"] == "ml.g4dn.2xlarge"

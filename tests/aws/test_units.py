@@ -1,0 +1,229 @@
+"""The AWS pieces one at a time: endpoint backend retries, request grouping, range planning, the DynamoDB
+dataplane's staged pages and S3 overflow, S3 storage, and the workflow-registering custom resource."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+
+import numpy as np
+import pytest
+
+from mie_pose.aws.frame_extraction import plan_ranges
+from mie_pose.aws.pose_detection import plan_chunks
+from mie_pose.backends.sagemaker_endpoint import (EndpointError, EndpointThrottled, SageMakerEndpointBackend,
+                                                  is_throttling, request_groups)
+
+from .conftest import REGION, pose_container_answer
+
+
+class ClientError(Exception):
+    def __init__(self, code, status=None):
+        super().__init__(code)
+        self.response = {"Error": {"Code": code}, "OriginalStatusCode": status}
+
+
+class FakeRuntime:
+    def __init__(self, failures, answer):
+        self.failures = list(failures)
+        self.answer = answer
+        self.calls = []
+
+    def invoke_endpoint(self, **kwargs):
+        self.calls.append(kwargs)
+        if self.failures:
+            raise self.failures.pop(0)
+        return {"Body": io.BytesIO(json.dumps(self.answer).encode())}
+
+
+def test_throttling_is_retried_with_backoff_then_answers():
+    sleeps = []
+    client = FakeRuntime([ClientError("ThrottlingException"), ClientError("ModelError", 503),
+                          ClientError("ModelError", 429)], pose_container_answer(3))
+    backend = SageMakerEndpointBackend("ep", client, sleep=sleeps.append, base_delay=1.0)
+    persons = backend.batch_encoded([b"a" * 10, b"b" * 10, b"c" * 10])
+    assert len(persons) == 3 and len(persons[0]) == 2
+    assert persons[0][0].keypoints.shape == (17, 3) and persons[0][0].bbox[0] == pytest.approx(0.1)
+    assert len(client.calls) == 4 and client.calls[-1]["ContentType"] == "application/json"
+    assert len(sleeps) == 3 and all(0 <= s <= cap for s, cap in zip(sleeps, (1.0, 2.0, 4.0)))
+
+
+def test_throttling_past_the_last_attempt_raises_endpoint_throttled():
+    client = FakeRuntime([ClientError("ThrottlingException")] * 3, pose_container_answer(1))
+    backend = SageMakerEndpointBackend("ep", client, max_attempts=3, sleep=lambda s: None)
+    with pytest.raises(EndpointThrottled):
+        backend.batch_encoded([b"x"])
+
+
+def test_other_errors_are_not_retried():
+    client = FakeRuntime([ClientError("ModelError", 500)], pose_container_answer(1))
+    backend = SageMakerEndpointBackend("ep", client, sleep=lambda s: pytest.fail("slept"))
+    with pytest.raises(ClientError):
+        backend.batch_encoded([b"x"])
+    assert not is_throttling(ClientError("ValidationError"))
+
+
+def test_single_image_goes_as_x_image_and_wrong_counts_are_refused():
+    client = FakeRuntime([], pose_container_answer(1))
+    backend = SageMakerEndpointBackend("ep", client)
+    persons = backend(np.zeros((32, 48, 3), np.uint8))
+    assert len(persons) == 2 and client.calls[0]["ContentType"] == "application/x-image"
+    with pytest.raises(EndpointError, match="1 images for 2 sent"):
+        backend.batch_encoded([b"x", b"y"])
+
+
+def test_request_groups_respect_batch_and_size():
+    assert request_groups([10] * 5, max_batch=2) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert request_groups([3_000_000, 3_000_000, 10], max_batch=100) == [range(0, 1), range(1, 3)]
+    assert request_groups([], max_batch=4) == []
+
+
+def test_plans_cover_every_frame():
+    assert plan_ranges(2.0, 5_000, None, 2) == [
+        {"Range": 0, "StartSlot": 0, "EndSlot": 4}, {"Range": 1, "StartSlot": 4, "EndSlot": 8},
+        {"Range": 2, "StartSlot": 8, "EndSlot": None}]
+    assert plan_ranges(2.0, 3_600_000, None, 300)[-1] == {"Range": 11, "StartSlot": 6600, "EndSlot": None}
+    assert plan_ranges(2.0, 0, None, 300) == [{"Range": 0, "StartSlot": 0, "EndSlot": None}]
+    assert plan_ranges(2.0, 60_000, 5, 300) == [{"Range": 0, "StartSlot": 0, "EndSlot": 5}]
+    chunks = plan_chunks(7200, 100)
+    assert len(chunks) == 72 and chunks[-1] == {"Page": 71, "Start": 7100, "End": 7200}
+
+
+@pytest.fixture
+def mocked(aws_credentials):
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+def _dataplane(inline_limit=300_000):
+    import boto3
+
+    from mie_pose.dataplane.dynamodb import DynamoDataplane
+
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="dp-bucket")
+    ddb.create_table(TableName="assets", KeySchema=[{"AttributeName": "asset_id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    ddb.create_table(TableName="executions", KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "execution_id", "AttributeType": "S"},
+                                           {"AttributeName": "asset_id", "AttributeType": "S"},
+                                           {"AttributeName": "created", "AttributeType": "N"}],
+                     GlobalSecondaryIndexes=[{"IndexName": "asset_id-created", "Projection": {"ProjectionType": "ALL"},
+                                              "KeySchema": [{"AttributeName": "asset_id", "KeyType": "HASH"},
+                                                            {"AttributeName": "created", "KeyType": "RANGE"}]}],
+                     BillingMode="PAY_PER_REQUEST")
+    ddb.create_table(TableName="metadata", KeySchema=[{"AttributeName": "asset_id", "KeyType": "HASH"},
+                                                      {"AttributeName": "item", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"},
+                                           {"AttributeName": "item", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    return DynamoDataplane(ddb, assets_table="assets", executions_table="executions", metadata_table="metadata",
+                           bucket="dp-bucket", s3_client=s3, inline_limit=inline_limit), s3
+
+
+def _document(asset_id, frames):
+    return {"asset_id": asset_id, "operator": "PoseDetection", "backend": "sagemaker",
+            "frames": [{"index": i, "timestamp_ms": 500 * i, "persons": []} for i in range(frames)]}
+
+
+def test_dynamo_dataplane_pages_overflow_to_s3_and_replace_atomically(mocked):
+    from mie_pose.dataplane import DataplaneError
+
+    dataplane, s3 = _dataplane(inline_limit=10)  # every page goes to S3
+    asset = dataplane.create_asset({"Video": {"S3Bucket": "b", "S3Key": "k.mp4"}}, "k.mp4")
+    assert dataplane.store_metadata(asset, "PoseDetection", _document(asset, 7), page_frames=3) == 3
+    assert len(dataplane.read_document(asset, "PoseDetection")["frames"]) == 7
+    first_keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dp-bucket").get("Contents", [])]
+    assert len(first_keys) == 3
+
+    # A staged version is invisible until committed, and a discarded one leaves nothing.
+    version = dataplane.new_version()
+    dataplane.put_page(asset, "PoseDetection", version, 0, [{"index": 0, "timestamp_ms": 0, "persons": []}])
+    assert len(dataplane.read_document(asset, "PoseDetection")["frames"]) == 7
+    with pytest.raises(DataplaneError, match="page 1 was never written"):
+        dataplane.commit_metadata(asset, "PoseDetection", version, {"asset_id": asset}, pages=2, frames=2)
+    assert dataplane.discard_version(asset, "PoseDetection", version) == 1
+
+    # Replacing drops the old version's pages and objects.
+    dataplane.store_metadata(asset, "PoseDetection", _document(asset, 2), page_frames=3)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dp-bucket").get("Contents", [])]
+    assert len(keys) == 1 and not set(keys) & set(first_keys)
+    assert dataplane.operators_with_metadata(asset) == ["PoseDetection"]
+    dataplane.delete_metadata(asset, "PoseDetection")
+    assert dataplane.operators_with_metadata(asset) == [] and not s3.list_objects_v2(Bucket="dp-bucket").get("Contents")
+
+
+def test_dynamo_dataplane_executions(mocked):
+    dataplane, _ = _dataplane()
+    asset = dataplane.create_asset({"Video": {"S3Bucket": "b", "S3Key": "k.mp4"}}, "k.mp4")
+    first = dataplane.create_execution(asset, "PoseWorkflow", ["A", "B"])
+    second = dataplane.create_execution(asset, "PoseWorkflow", ["A", "B"])
+    dataplane.update_execution(first, status="Error", stage="A", stage_status="Error", message="boom")
+    record = dataplane.get_execution(first)
+    assert record["status"] == "Error" and record["stages"]["A"]["Status"] == "Error" and record["message"] == "boom"
+    assert [e["execution_id"] for e in dataplane.list_executions(asset)] == [first, second]
+
+
+def test_s3_storage(mocked):
+    import boto3
+
+    from mie_pose.storage import MediaLocation
+    from mie_pose.storage.s3 import S3Storage
+
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket="media")
+    storage = S3Storage(client)
+    here = MediaLocation("media", "private/a/1.jpg")
+    storage.write_bytes(here, b"jpeg", "image/jpeg")
+    assert storage.exists(here) and not storage.exists(MediaLocation("media", "nope"))
+    assert storage.read_bytes(here) == b"jpeg"
+    with storage.local_path(here) as path:
+        assert path.read_bytes() == b"jpeg" and path.suffix == ".jpg"
+    assert not path.exists()
+    assert storage.delete_prefix("media", "private/") == 1 and storage.list_keys("media", "") == []
+
+
+def test_custom_resource_registers_the_workflow(mocked, monkeypatch):
+    import boto3
+    from crhelper import CfnResource
+
+    from mie_pose.aws import register_workflow
+    from mie_pose.aws.registry import WorkflowRegistry
+
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(TableName="workflows", KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+    sent = []
+    monkeypatch.setattr(register_workflow.helper, "_send", functools.partial(
+        CfnResource._send, register_workflow.helper, send_response=lambda url, body, ssl: sent.append(body)))
+
+    class Context:
+        aws_request_id = "req"
+
+        @staticmethod
+        def get_remaining_time_in_millis():
+            return 60_000
+
+    def event(kind):
+        return {"RequestType": kind, "StackId": "stack", "RequestId": "r", "LogicalResourceId": "RegisterWorkflow",
+                "ResponseURL": "https://example.invalid/response", "PhysicalResourceId": "mie-pose-workflow-PoseWorkflow",
+                "ResourceProperties": {"WorkflowTable": "workflows", "StateMachineArn": "arn:sm",
+                                       "OperatorFunctions": {"FrameExtraction": "arn:fe", "PoseDetection": "arn:pd"}}}
+
+    register_workflow.handler(event("Create"), Context())
+    assert sent[-1]["Status"] == "SUCCESS", sent[-1]
+    registry = WorkflowRegistry(client, "workflows")
+    assert registry.get("workflow", "PoseWorkflow")["StateMachineArn"] == "arn:sm"
+    assert registry.get("workflow", "PoseWorkflow")["Stages"] == ["FrameExtractionStage", "PoseDetectionStage"]
+    assert registry.get("stage", "PoseDetectionStage")["Operators"] == ["PoseDetection"]
+    assert registry.get("operator", "FrameExtraction")["FunctionArn"] == "arn:fe"
+
+    register_workflow.handler(event("Delete"), Context())
+    assert sent[-1]["Status"] == "SUCCESS"
+    assert registry.get("workflow", "PoseWorkflow") is None and registry.get("operator", "PoseDetection") is None
