@@ -21,7 +21,11 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
-pytest.importorskip("moto", reason="the AWS tests need the aws extra (moto, boto3, crhelper)")
+try:  # the AWS tests need the aws extra (moto, boto3, crhelper, cfn-lint)
+    import crhelper  # noqa: F401
+    import moto  # noqa: F401
+except ImportError:
+    collect_ignore_glob = ["test_*.py"]
 
 
 def load_build_assets():
