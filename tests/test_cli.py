@@ -8,13 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
 
 from mie_pose import schema
 from mie_pose.dataplane import SqliteDataplane
 
-from conftest import opencv_doc_file, write_clip
+from conftest import opencv_doc_file
 
 CLI = [sys.executable, "-m", "mie_pose.cli"]
 
@@ -99,9 +98,11 @@ def test_street_scene_finds_every_visible_person(home, vtest_mp4):
     assert max(counts) >= 4, counts  # vtest.avi's first seconds show four or more pedestrians
 
 
-def test_two_players_facing_each_other(home, media_dir):
-    image = cv2.imread(str(opencv_doc_file("basketball1.png")))
-    clip = write_clip(media_dir / "basketball.mp4", (image for _ in range(10)), 10.0)
+def test_two_players_facing_each_other(home, media_dir, ffmpeg):
+    clip = media_dir / "basketball.mp4"  # a 1 s H.264 clip of basketball1.png, as a phone would upload it
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-loop", "1", "-i", str(opencv_doc_file("basketball1.png")),
+                    "-t", "1", "-r", "10", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(clip)],
+                   check=True)
     result = mie_pose(home, "analyze", str(clip), "--fps", "2", "--no-progress")
     document = SqliteDataplane(home).read_document(asset_id_of(result), schema.OPERATOR_NAME)
     assert [len(frame["persons"]) for frame in document["frames"]] == [2, 2]

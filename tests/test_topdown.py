@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -54,6 +56,20 @@ def test_street_scene_with_several_people(backend, vtest_avi):
                   (person.keypoints[:, 1] >= y0 - 0.03) & (person.keypoints[:, 1] <= y1 + 0.03))
         assert inside.all()
         assert 0.0 < person.score <= 1.0
+
+
+def test_recall_and_precision_on_labelled_people(backend):
+    """Issue target: recall and precision >= 0.9 at IoU 0.5 on persons taller than 1/6 of the frame."""
+    from mie_pose.backends.person_detectors import Detection, evaluate, load_labelled_images
+
+    class DetectorBoxes:
+        def __call__(self, image):
+            return [Detection(box_px=p.extra["detector_box"], score=p.score) for p in backend(image)]
+
+    labels = Path(__file__).parent / "data" / "person_boxes"
+    counts = evaluate(DetectorBoxes(), load_labelled_images(labels))
+    assert counts.true_positives + counts.misses >= 25
+    assert counts.recall >= 0.9 and counts.precision >= 0.9, counts
 
 
 def test_nobody_on_black(backend):
