@@ -7,7 +7,7 @@ import functools
 from .base import PoseBackend
 
 DEFAULT_BACKEND = "topdown"
-BACKEND_NAMES = ("topdown", "blazepose", "gluoncv")
+BACKEND_NAMES = ("topdown", "blazepose", "gluoncv", "sagemaker")
 
 
 class BackendError(ValueError):
@@ -34,6 +34,11 @@ def _cached_backend(name: str, model_dir: str | None) -> PoseBackend:
             from .topdown import TopDownBackend
 
             return TopDownBackend.default(model_dir=model_dir)
+        if name == "sagemaker":
+            from .sagemaker_endpoint import SageMakerEndpointBackend
+
+            # model_dir names the endpoint here; without it, $ENDPOINT_NAME (the AWS stack sets it).
+            return SageMakerEndpointBackend.from_environment(model_dir)
         from .gluoncv import GluonCVBackend
 
         if not model_dir:
