@@ -129,6 +129,7 @@ def cmd_analyze(args) -> int:
     print(f"asset {asset_id}")
     if execution["status"] != "Complete":
         raise CliError(f"workflow {execution['execution_id']} failed: {execution['message']}")
+    _prepare_browser_proxy(dataplane, asset_id)
     document = dataplane.read_document(asset_id, schema.OPERATOR_NAME)
     frames = document["frames"]
     persons = sum(len(frame["persons"]) for frame in frames)
@@ -143,6 +144,16 @@ def cmd_analyze(args) -> int:
         print(f"results written to {args.output}")
     print(f"results stored in {dataplane.data_dir} (read them with: mie-pose results {asset_id})")
     return 0
+
+
+def _prepare_browser_proxy(dataplane, asset_id: str) -> None:
+    """Make the web app's H.264 copy now, so the first page load does not wait for ffmpeg."""
+    from .video.proxy import ensure_browser_proxy
+
+    try:
+        ensure_browser_proxy(dataplane, asset_id)
+    except Exception as exc:  # noqa: BLE001  (the analysis succeeded; playback falls back to the original)
+        logging.getLogger("mie_pose.cli").warning("no browser proxy for %s: %s", asset_id, exc)
 
 
 def cmd_results(args) -> int:
