@@ -223,6 +223,8 @@ class _ProgressBars:
 
         bar = self.bars.get(operator_name)
         if bar is None:
+            for finished in self.bars.values():  # one stage at a time: close the previous bar first
+                finished.close()
             bar = self.bars[operator_name] = tqdm(total=total, desc=f"{operator_name:<16}", unit="frame",
                                                   file=sys.stderr, dynamic_ncols=True)
         if total != bar.total:
