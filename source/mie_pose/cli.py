@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="list assets and their workflow executions")
 
+    export = commands.add_parser("export", help="export an asset's results: COCO keypoints JSON, CSV, or MP4 overlay")
+    export.add_argument("asset_id")
+    export.add_argument("--format", required=True, choices=("coco", "csv", "mp4"))
+    export.add_argument("-o", "--output", required=True, type=Path, help="file to write")
+    export.add_argument("--operator", default=schema.OPERATOR_NAME,
+                        help="which document (default PoseDetection; PoseDetectionRaw: unsmoothed)")
+
     serve = commands.add_parser("serve", help="serve the web app and the dataplane/workflow API locally")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8080)
@@ -179,6 +186,19 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .exports import FORMATS, ExportError
+
+    dataplane = _dataplane(args)
+    try:
+        summary = FORMATS[args.format](dataplane, args.asset_id, args.output, operator=args.operator)
+    except ExportError as exc:
+        raise CliError(str(exc)) from None
+    details = ", ".join(f"{k} {v}" for k, v in summary.items())
+    print(f"{args.format} written to {args.output} ({details})")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .server import serve
 
@@ -240,6 +260,7 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "results": cmd_results,
     "list": cmd_list,
+    "export": cmd_export,
     "serve": cmd_serve,
     "routes": cmd_routes,
     "install-models": cmd_install_models,

@@ -31,6 +31,7 @@ the video's length. Results are identical to the sequential loop.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import queue
@@ -211,28 +212,42 @@ class BackendPool:
 
 @functools.lru_cache(maxsize=4)
 def backend_pool(name: str, model_dir: str | None, workers: int) -> BackendPool:
-    """Build once per process: model loading costs more than a short clip's analysis."""
+    """Build once per process: model loading costs more than a short clip's analysis.
+
+    Worker 0 is the registry's shared instance; the others are built by the registry's own constructor
+    (so every worker is configured exactly alike), with ``num_threads`` split between the workers when the
+    backend's constructor takes it.
+    """
+    first = create_backend(name, model_dir)
     if workers == 1:
-        return BackendPool([create_backend(name, model_dir)])
+        return BackendPool([first])
     threads = max(1, (os.cpu_count() or 1) // workers)
-    if name == "topdown":
-        from ..backends.blazepose import BlazePoseDetector, BlazePoseLandmarker
-        from ..backends.person_detectors import default_person_detector
-        from ..backends.topdown import TopDownBackend
-
-        make = lambda: TopDownBackend(default_person_detector(num_threads=threads),  # noqa: E731
-                                      BlazePoseDetector(model_dir, num_threads=threads),
-                                      BlazePoseLandmarker(model_dir, num_threads=threads))
-    else:
-        from ..backends.blazepose import BlazePoseBackend
-
-        make = lambda: BlazePoseBackend(model_dir, num_threads=threads)  # noqa: E731
+    make = _thread_aware_constructor(name, model_dir, threads)
     try:
-        return BackendPool([make() for _ in range(workers)])
+        if make is not None:
+            return BackendPool([make() for _ in range(workers)])
+        from ..backends.registry import _cached_backend
+
+        return BackendPool([first] + [_cached_backend.__wrapped__(name, model_dir) for _ in range(workers - 1)])
     except ImportError as exc:
         raise BackendError(f"backend {name} is not installed: {exc}") from exc
     except FileNotFoundError as exc:
         raise BackendError(f"backend {name} cannot start: {exc}") from exc
+
+
+def _thread_aware_constructor(name: str, model_dir: str | None, threads: int):
+    """A constructor taking ``num_threads`` for this backend, or None when the backend offers none."""
+    if name == "topdown":
+        from ..backends.topdown import TopDownBackend
+
+        if "num_threads" in inspect.signature(TopDownBackend.default).parameters:
+            return functools.partial(TopDownBackend.default, model_dir, num_threads=threads)
+        return None
+    if name == "blazepose":
+        from ..backends.blazepose import BlazePoseBackend
+
+        return functools.partial(BlazePoseBackend, model_dir, num_threads=threads)
+    return None
 
 
 def _flag(configuration: dict, key: str, default: bool) -> bool:
