@@ -4,6 +4,7 @@ Configuration lives here and nowhere else. The Lambda functions of ``deployment/
 
 - ``ASSETS_TABLE``, ``EXECUTIONS_TABLE``, ``METADATA_TABLE``: the dataplane's DynamoDB tables.
 - ``DATAPLANE_BUCKET``: where pages too large for a DynamoDB item go.
+- ``WORKFLOW_TABLE``: the registry of operators, stages and workflows (API only).
 - ``STATE_MACHINE_ARN``: the workflow's Step Functions state machine (API and upload trigger only).
 - ``ENDPOINT_NAME``: the SageMaker inference pipeline (pose step only).
 
@@ -53,7 +54,8 @@ def dataplane_from_environment():
 
     return DynamoDataplane(client("dynamodb"), assets_table=setting("ASSETS_TABLE"),
                            executions_table=setting("EXECUTIONS_TABLE"), metadata_table=setting("METADATA_TABLE"),
-                           bucket=os.environ.get("DATAPLANE_BUCKET"), s3_client=client("s3"))
+                           bucket=os.environ.get("DATAPLANE_BUCKET"), s3_client=client("s3"),
+                           registry_table=os.environ.get("WORKFLOW_TABLE"))
 
 
 def runtime_from_environment() -> OperatorRuntime:

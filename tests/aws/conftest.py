@@ -175,7 +175,7 @@ class MotoStack:
         self.environment = {
             "ASSETS_TABLE": self.tables["AssetsTable"], "EXECUTIONS_TABLE": self.tables["ExecutionsTable"],
             "METADATA_TABLE": self.tables["MetadataTable"], "DATAPLANE_BUCKET": self.dataplane_bucket,
-            "ENDPOINT_NAME": self.endpoint_name,
+            "WORKFLOW_TABLE": self.tables["WorkflowTable"], "ENDPOINT_NAME": self.endpoint_name,
         }
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:

@@ -8,8 +8,12 @@ from ..workflow.definition import load_definition, ordered_stages
 
 
 def start_workflow(dataplane, sfn_client, state_machine_arn: str, asset_id: str,
-                   configuration: dict | None = None) -> str:
-    definition = load_definition()
+                   configuration: dict | None = None, definition: dict | None = None) -> str:
+    """``definition``: a workflow registered through the API (its record names its state machine), else the
+    built-in one on the stack's state machine."""
+    if definition is not None:
+        state_machine_arn = definition.get("StateMachineArn") or state_machine_arn
+    definition = definition or load_definition()
     stages = [stage.name for stage in ordered_stages(definition)]
     unknown = sorted(set(configuration or {}) - set(definition["Operators"]))
     if unknown:
@@ -28,8 +32,8 @@ def start_workflow(dataplane, sfn_client, state_machine_arn: str, asset_id: str,
     return execution_id
 
 
-def start_from_environment(asset_id: str, configuration: dict | None = None) -> str:
+def start_from_environment(asset_id: str, configuration: dict | None = None, definition: dict | None = None) -> str:
     from .. import aws_runtime  # noqa: PLC0415
 
     return start_workflow(aws_runtime.dataplane_from_environment(), aws_runtime.client("stepfunctions"),
-                          aws_runtime.setting("STATE_MACHINE_ARN"), asset_id, configuration)
+                          aws_runtime.setting("STATE_MACHINE_ARN"), asset_id, configuration, definition)

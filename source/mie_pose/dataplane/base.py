@@ -10,6 +10,8 @@ import abc
 from typing import Any, Iterator
 
 DEFAULT_PAGE_FRAMES = 100
+# What the workflow API registers, as MIE does: operators, stages of operators, workflows of stages.
+REGISTRATION_KINDS = ("operation", "stage", "workflow")
 
 
 class DataplaneError(RuntimeError):
@@ -61,6 +63,21 @@ class Dataplane(abc.ABC):
 
     @abc.abstractmethod
     def operators_with_metadata(self, asset_id: str) -> list[str]: ...
+
+    # --- workflow registry (operators, stages, workflows) -----------------------------------------
+    @abc.abstractmethod
+    def put_registration(self, kind: str, name: str, record: dict) -> None:
+        """Create or replace the ``kind`` (one of REGISTRATION_KINDS) record called ``name``."""
+
+    @abc.abstractmethod
+    def get_registration(self, kind: str, name: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_registrations(self, kind: str) -> list[dict]:
+        """Every record of ``kind``, sorted by name."""
+
+    @abc.abstractmethod
+    def delete_registration(self, kind: str, name: str) -> None: ...
 
     def read_document(self, asset_id: str, operator: str) -> dict:
         """Follow the cursor through every page and return the whole document."""

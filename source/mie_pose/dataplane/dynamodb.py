@@ -21,13 +21,14 @@ import json
 import time
 import uuid
 
-from .base import DEFAULT_PAGE_FRAMES, Dataplane, DataplaneError, UnknownAsset
+from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset
 from .cursor import decode_cursor, encode_cursor, split_pages
 
 TABLE_KEYS = {
     "assets": [("asset_id", "HASH")],
     "executions": [("execution_id", "HASH")],
     "metadata": [("asset_id", "HASH"), ("item", "RANGE")],
+    "registry": [("name", "HASH")],
 }
 EXECUTIONS_BY_ASSET_INDEX = "asset_id-created"
 INLINE_LIMIT = 300_000
@@ -47,8 +48,10 @@ def _page_item(operator: str, version: str, page: int) -> str:
 
 class DynamoDataplane(Dataplane):
     def __init__(self, client, *, assets_table: str, executions_table: str, metadata_table: str,
-                 bucket: str | None = None, s3_client=None, inline_limit: int = INLINE_LIMIT):
+                 bucket: str | None = None, s3_client=None, inline_limit: int = INLINE_LIMIT,
+                 registry_table: str | None = None):
         self.client = client
+        self.registry_table = registry_table
         self.assets_table = assets_table
         self.executions_table = executions_table
         self.metadata_table = metadata_table
@@ -234,6 +237,40 @@ class DynamoDataplane(Dataplane):
         else:
             body = self.s3.get_object(Bucket=self.bucket, Key=item["s3_key"]["S"])["Body"].read()
         return json.loads(gzip.decompress(body))
+
+    # --- workflow registry --------------------------------------------------------------------
+    def put_registration(self, kind: str, name: str, record: dict) -> None:
+        self.client.put_item(TableName=self._registry(kind), Item={
+            "name": {"S": f"{kind}:{name}"}, "kind": {"S": kind}, "body": {"S": json.dumps(record)},
+            "updated": {"N": repr(time.time())}})
+
+    def get_registration(self, kind: str, name: str) -> dict | None:
+        item = self.client.get_item(TableName=self._registry(kind), Key={"name": {"S": f"{kind}:{name}"}},
+                                    ConsistentRead=True).get("Item")
+        return json.loads(item["body"]["S"]) if item else None
+
+    def list_registrations(self, kind: str) -> list[dict]:
+        # The registry holds a handful of items: a filtered scan is cheaper than an index.
+        items, kwargs = [], {"TableName": self._registry(kind), "FilterExpression": "#k = :k",
+                             "ExpressionAttributeNames": {"#k": "kind"},
+                             "ExpressionAttributeValues": {":k": {"S": kind}}}
+        while True:
+            response = self.client.scan(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [json.loads(item["body"]["S"]) for item in sorted(items, key=lambda i: i["name"]["S"])]
+
+    def delete_registration(self, kind: str, name: str) -> None:
+        self.client.delete_item(TableName=self._registry(kind), Key={"name": {"S": f"{kind}:{name}"}})
+
+    def _registry(self, kind: str) -> str:
+        if kind not in REGISTRATION_KINDS:
+            raise DataplaneError(f"cannot register a {kind!r}; kinds are {', '.join(REGISTRATION_KINDS)}")
+        if not self.registry_table:
+            raise DataplaneError("this dataplane has no workflow registry table (set WORKFLOW_TABLE)")
+        return self.registry_table
 
     # --- paging helpers -----------------------------------------------------------------------
     def _scan(self, table: str) -> list[dict]:

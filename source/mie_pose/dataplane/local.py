@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from ..storage import LocalStorage, MediaLocation
-from .base import DEFAULT_PAGE_FRAMES, Dataplane, DataplaneError, UnknownAsset
+from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset
 from .cursor import decode_cursor, encode_cursor, split_pages
 
 MEDIA_BUCKET = "dataplane"
@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS metadata_headers (
 CREATE TABLE IF NOT EXISTS metadata_pages (
     asset_id TEXT NOT NULL, operator TEXT NOT NULL, page INTEGER NOT NULL, frames TEXT NOT NULL,
     PRIMARY KEY (asset_id, operator, page));
+CREATE TABLE IF NOT EXISTS registrations (
+    kind TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (kind, name));
 """
 
 
@@ -173,6 +175,34 @@ class SqliteDataplane(Dataplane):
         rows = self._db().execute("SELECT operator FROM metadata_headers WHERE asset_id = ? ORDER BY operator",
                                   (asset_id,)).fetchall()
         return [row["operator"] for row in rows]
+
+    # --- workflow registry --------------------------------------------------------------------
+    def put_registration(self, kind: str, name: str, record: dict) -> None:
+        _check_kind(kind)
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?)",
+                       (kind, name, json.dumps(record), time.time()))
+
+    def get_registration(self, kind: str, name: str) -> dict | None:
+        _check_kind(kind)
+        row = self._db().execute("SELECT record FROM registrations WHERE kind = ? AND name = ?",
+                                 (kind, name)).fetchone()
+        return json.loads(row["record"]) if row else None
+
+    def list_registrations(self, kind: str) -> list[dict]:
+        _check_kind(kind)
+        rows = self._db().execute("SELECT record FROM registrations WHERE kind = ? ORDER BY name", (kind,))
+        return [json.loads(row["record"]) for row in rows.fetchall()]
+
+    def delete_registration(self, kind: str, name: str) -> None:
+        _check_kind(kind)
+        with self._db() as db:
+            db.execute("DELETE FROM registrations WHERE kind = ? AND name = ?", (kind, name))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in REGISTRATION_KINDS:
+        raise DataplaneError(f"cannot register a {kind!r}; kinds are {', '.join(REGISTRATION_KINDS)}")
 
 
 def _safe_name(name: str) -> str:

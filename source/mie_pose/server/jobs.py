@@ -24,10 +24,23 @@ class WorkflowQueue:
         self._worker = threading.Thread(target=self._work, name="mie-pose-workflow", daemon=True)
         self._worker.start()
 
-    def start_workflow(self, asset_id: str, configuration: dict) -> str:
-        """Create the execution record (Queued) and queue it; return its id without waiting."""
-        execution_id = self.engine.start(asset_id)
-        self._jobs.put((asset_id, configuration, execution_id))
+    def start_workflow(self, asset_id: str, configuration: dict, definition: dict | None = None) -> str:
+        """Create the execution record (Queued) and queue it; return its id without waiting.
+
+        ``definition`` is a registered workflow (else the built-in one runs). Locally a handler is imported
+        and called, so only ``mie_pose`` code may be named: the API must not become a way to call anything.
+        """
+        engine = self.engine
+        if definition is not None:
+            foreign = sorted(name for name, operator in definition["Operators"].items()
+                             if not str(operator.get("Handler", "")).startswith("mie_pose."))
+            if foreign:
+                from ..api.core import ApiError  # noqa: PLC0415
+
+                raise ApiError(400, f"operators {', '.join(foreign)} have no local handler (a mie_pose import path)")
+            engine = WorkflowEngine(self.dataplane, self.dataplane.storage, definition)
+        execution_id = engine.start(asset_id)
+        self._jobs.put((engine, asset_id, configuration, execution_id))
         return execution_id
 
     def join(self) -> None:
@@ -47,9 +60,9 @@ class WorkflowQueue:
             finally:
                 self._jobs.task_done()
 
-    def _run(self, asset_id: str, configuration: dict, execution_id: str) -> None:
+    def _run(self, engine: WorkflowEngine, asset_id: str, configuration: dict, execution_id: str) -> None:
         try:
-            execution = self.engine.run(asset_id, configuration, execution_id=execution_id)
+            execution = engine.run(asset_id, configuration, execution_id=execution_id)
             log.info("workflow %s on asset %s: %s", execution_id, asset_id, execution["status"])
         except Exception as exc:  # noqa: BLE001  (the worker must survive a failed run)
             log.exception("workflow %s failed", execution_id)
