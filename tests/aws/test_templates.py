@@ -140,3 +140,20 @@ def test_sagemaker_pipeline_is_two_serial_containers(built_template):
                                                                     "pose-estimator-alphapose"]
     assert "mie-pose-test-dist-${AWS::Region}/mie-pose/v0.0.0-test/models/" in model["Containers"][0]["ModelDataUrl"]["Fn::Sub"]
     assert template["Parameters"]["EndpointInstanceType"]["Default"] == "ml.g4dn.2xlarge"
+
+
+def test_registration_goes_through_the_deployed_api_with_exactly_its_routes(built_template):
+    from mie_pose.aws.api_client import REGISTRATION_HANDLERS
+
+    _, template, _ = built_template
+    resources = template["Resources"]
+    custom = resources["RegisterWorkflow"]
+    deployment = next(name for name, r in resources.items() if r["Type"] == "AWS::ApiGateway::Deployment")
+    assert deployment in custom["DependsOn"] and "ApiPermission" in custom["DependsOn"]
+    assert "${RestApi}.execute-api" in custom["Properties"]["ApiEndpoint"]["Fn::Sub"]
+    statements = [s for role, s in _statements(template) if role == "RegisterWorkflowRole"]
+    invoke = [s for s in statements if s["Action"] == ["execute-api:Invoke"]]
+    assert len(invoke) == 1 and all(not a.startswith(("dynamodb:", "s3:")) for s in statements for a in s["Action"])
+    prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestApi}/${ApiStage}/"
+    granted = {arn["Fn::Sub"].removeprefix(prefix) for arn in invoke[0]["Resource"]}
+    assert granted == {f"{method}{path}" for method, path, handler, _ in ROUTES if handler in REGISTRATION_HANDLERS}

@@ -188,42 +188,129 @@ def test_s3_storage(mocked):
     assert storage.delete_prefix("media", "private/") == 1 and storage.list_keys("media", "") == []
 
 
-def test_custom_resource_registers_the_workflow(mocked, monkeypatch):
+class Context:
+    """The bits of a Lambda context crhelper reads."""
+
+    aws_request_id = "req"
+
+    @staticmethod
+    def get_remaining_time_in_millis():
+        return 60_000
+
+
+@pytest.fixture
+def local_api(tmp_path):
+    """The local server (same routes, same core) standing in for API Gateway; it keeps every request's
+    method, path, headers and body so a test can check the SigV4 signature."""
+    import threading
+
+    from mie_pose.dataplane import SqliteDataplane
+    from mie_pose.server import make_server
+    from mie_pose.server.app import RequestHandler
+
+    seen = []
+
+    class RecordingHandler(RequestHandler):
+        def _dispatch(self, method):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen.append((method, self.path, dict(self.headers.items()), body))
+            self.rfile = io.BufferedReader(io.BytesIO(body))  # the real handler reads the body again
+            super()._dispatch(method)
+
+    server = make_server(SqliteDataplane(tmp_path / "home"), "127.0.0.1", 0, make_proxies=False)
+    server.RequestHandlerClass = RecordingHandler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.seen = seen
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _signature_is_valid(method, url, headers, body, credentials, region="us-east-1") -> bool:
+    """Recompute the SigV4 signature of a received request with botocore, as API Gateway would check it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    authorization = headers["Authorization"]
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    lower = {k.lower(): v for k, v in headers.items()}
+    request = AWSRequest(method=method, url=url, data=body,
+                         headers={name: lower[name] for name in signed if name != "host"})
+    request.context["timestamp"] = lower["x-amz-date"]
+    auth = SigV4Auth(credentials, "execute-api", region)
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    return authorization.endswith(f"Signature={expected}") and {"host", "x-amz-date"} <= set(signed)
+
+
+def test_custom_resource_registers_the_workflow_through_the_api(aws_credentials, local_api, monkeypatch):
     import boto3
     from crhelper import CfnResource
 
-    from mie_pose.aws import register_workflow
-    from mie_pose.aws.registry import WorkflowRegistry
+    from mie_pose.api.core import ApiRequest, handle_request
+    from mie_pose.api.routes import ROUTES
+    from mie_pose.aws import api_client, register_workflow
 
-    client = boto3.client("dynamodb", region_name=REGION)
-    client.create_table(TableName="workflows", KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-                        BillingMode="PAY_PER_REQUEST")
     sent = []
     monkeypatch.setattr(register_workflow.helper, "_send", functools.partial(
         CfnResource._send, register_workflow.helper, send_response=lambda url, body, ssl: sent.append(body)))
 
-    class Context:
-        aws_request_id = "req"
-
-        @staticmethod
-        def get_remaining_time_in_millis():
-            return 60_000
-
     def event(kind):
         return {"RequestType": kind, "StackId": "stack", "RequestId": "r", "LogicalResourceId": "RegisterWorkflow",
                 "ResponseURL": "https://example.invalid/response", "PhysicalResourceId": "mie-pose-workflow-PoseWorkflow",
-                "ResourceProperties": {"WorkflowTable": "workflows", "StateMachineArn": "arn:sm",
+                "ResourceProperties": {"ApiEndpoint": local_api.url, "StateMachineArn": "arn:sm",
                                        "OperatorFunctions": {"FrameExtraction": "arn:fe", "PoseDetection": "arn:pd"}}}
 
     register_workflow.handler(event("Create"), Context())
-    assert sent[-1]["Status"] == "SUCCESS", sent[-1]
-    registry = WorkflowRegistry(client, "workflows")
-    assert registry.get("workflow", "PoseWorkflow")["StateMachineArn"] == "arn:sm"
-    assert registry.get("workflow", "PoseWorkflow")["Stages"] == ["FrameExtractionStage", "PoseDetectionStage"]
-    assert registry.get("stage", "PoseDetectionStage")["Operators"] == ["PoseDetection"]
-    assert registry.get("operator", "FrameExtraction")["FunctionArn"] == "arn:fe"
+    assert sent[-1]["Status"] == "SUCCESS", sent[-1]["Reason"]
 
+    def get(path):
+        response = handle_request(ApiRequest("GET", path), local_api.services)
+        assert response.status == 200, response.body
+        return response.body
+
+    workflow = get("/workflow/PoseWorkflow")
+    assert workflow["StateMachineArn"] == "arn:sm" and workflow["StartAt"] == "FrameExtractionStage"
+    assert workflow["Stages"]["FrameExtractionStage"] == {"Operators": ["FrameExtraction"], "Next": "PoseDetectionStage"}
+    assert get("/workflow/stage/PoseDetectionStage")["Operations"] == ["PoseDetection"]
+    operation = get("/workflow/operation/PoseDetection")
+    assert operation["Handler"] == "arn:pd" and operation["States"][0] == "PoseDetectionPlan"
+    assert operation["Configuration"]["Backend"] == "sagemaker"  # the AWS defaults, not the local ones
+    assert get("/workflow/operation/FrameExtraction")["Handler"] == "arn:fe"
+
+    # Every request was a POST to one of the routes the role may invoke, signed with SigV4 for execute-api.
+    credentials = boto3.session.Session().get_credentials().get_frozen_credentials()
+    allowed = {(m, p) for m, p, n, _ in ROUTES if n in api_client.REGISTRATION_HANDLERS}
+    assert {(m, p) for m, p, _, _ in local_api.seen} == allowed and len(local_api.seen) == 5
+    for method, path, headers, body in local_api.seen:
+        assert headers["Authorization"].startswith(
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/")
+        assert "/us-east-1/execute-api/aws4_request" in headers["Authorization"]
+        assert headers["X-Amz-Security-Token"] == credentials.token
+        assert _signature_is_valid(method, local_api.url + path, headers, body, credentials)
+    method, path, headers, body = local_api.seen[-1]
+    assert not _signature_is_valid(method, local_api.url + path, headers, body + b" ", credentials)
+
+    # Update registers again (POST replaces); Delete leaves the table to the stack.
+    register_workflow.handler(event("Update"), Context())
+    assert sent[-1]["Status"] == "SUCCESS" and len(local_api.seen) == 10
     register_workflow.handler(event("Delete"), Context())
-    assert sent[-1]["Status"] == "SUCCESS"
-    assert registry.get("workflow", "PoseWorkflow") is None and registry.get("operator", "PoseDetection") is None
+    assert sent[-1]["Status"] == "SUCCESS" and len(local_api.seen) == 10
+
+
+def test_custom_resource_reports_a_refused_registration(aws_credentials, local_api, monkeypatch):
+    from crhelper import CfnResource
+
+    from mie_pose.aws import api_client, register_workflow
+
+    sent = []
+    monkeypatch.setattr(register_workflow.helper, "_send", functools.partial(
+        CfnResource._send, register_workflow.helper, send_response=lambda url, body, ssl: sent.append(body)))
+    monkeypatch.setattr(api_client, "ATTEMPTS", 1)
+    event = {"RequestType": "Create", "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/id",
+             "RequestId": "r", "LogicalResourceId": "RegisterWorkflow",
+             "ResponseURL": "https://example.invalid/response",
+             "ResourceProperties": {"ApiEndpoint": local_api.url + "/nowhere", "StateMachineArn": "arn:sm"}}
+    register_workflow.handler(event, Context())
+    assert sent[-1]["Status"] == "FAILED" and "404" in sent[-1]["Reason"]

@@ -1,38 +1,47 @@
-"""CloudFormation custom resource (crhelper): register the workflow's operators, stage and workflow.
+"""CloudFormation custom resource (crhelper): register the workflow's operations, stages and workflow
+through the workflow API, as any other client of the stack's API would.
 
-Properties: ``WorkflowTable``, ``StateMachineArn``, ``OperatorFunctions`` ({operator: function ARN}).
-Create and Update register from ``pose_workflow.json``; Delete removes the entries again.
+Properties: ``ApiEndpoint`` (the stage URL, e.g. ``https://ID.execute-api.REGION.amazonaws.com/api``),
+``StateMachineArn``, ``OperatorFunctions`` ({operator: function ARN}).
+
+Every request is signed with SigV4 (service ``execute-api``) with the function's role credentials: the
+API authorizes with IAM, and the role may invoke exactly the three POST routes used here
+(``api_client.REGISTRATION_HANDLERS``). Create and Update register from ``pose_workflow.json`` (POST
+replaces); Delete does nothing, since the registry table goes with the stack.
 """
 
 from __future__ import annotations
 
+import time
+
 from crhelper import CfnResource
 
-from .. import aws_runtime
 from ..workflow.definition import load_definition
-from .registry import WorkflowRegistry
+from .api_client import call_api, credentials_and_region, registration_requests
 
 helper = CfnResource(json_logging=False, log_level="INFO", boto_level="CRITICAL", sleep_on_delete=0)
-
-
-def _registry(properties: dict) -> WorkflowRegistry:
-    return WorkflowRegistry(aws_runtime.client("dynamodb"), properties["WorkflowTable"])
 
 
 @helper.create
 @helper.update
 def register(event, context):
     properties = event["ResourceProperties"]
+    endpoint = properties["ApiEndpoint"]
     definition = load_definition()
-    written = _registry(properties).register_definition(
-        definition, properties["StateMachineArn"], dict(properties.get("OperatorFunctions") or {}))
-    helper.Data.update({"WorkflowName": definition["Name"], "Registered": ",".join(written)})
+    credentials, region = credentials_and_region(endpoint)
+    deadline = time.time() + max(context.get_remaining_time_in_millis() / 1000 - 10, 0) if context else None
+    registered = []
+    for path, body in registration_requests(definition, properties["StateMachineArn"],
+                                            dict(properties.get("OperatorFunctions") or {})):
+        call_api(endpoint, "POST", path, body, credentials=credentials, region=region, deadline=deadline)
+        registered.append(f"{path.rsplit('/', 1)[-1]}:{body['Name']}")
+    helper.Data.update({"WorkflowName": definition["Name"], "Registered": ",".join(registered)})
     return f"mie-pose-workflow-{definition['Name']}"
 
 
 @helper.delete
 def deregister(event, context):
-    _registry(event["ResourceProperties"]).deregister_definition(load_definition())
+    """Nothing to undo: the registry table is a stack resource and is deleted with it."""
 
 
 def handler(event, context):

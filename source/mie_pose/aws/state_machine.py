@@ -59,6 +59,11 @@ def _catch(failed_state: str) -> list[dict]:
     return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": failed_state}]
 
 
+def operator_state_names(operator: str) -> list[str]:
+    """The states one operator runs as, in order (what the workflow registry records as its handler)."""
+    return [f"{operator}Plan", f"{operator}Map", f"{operator}Commit"]
+
+
 def _operator_states(operator: str, stage: str, next_state: str) -> dict:
     if operator not in OPERATOR_STEPS:
         raise StateMachineError(f"operator {operator!r} has no AWS steps; add it to OPERATOR_STEPS")

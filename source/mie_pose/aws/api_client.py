@@ -1,0 +1,99 @@
+"""A small client of the stack's API for code running with AWS credentials: SigV4-signed requests
+(service ``execute-api``) over urllib, and the requests that register ``pose_workflow.json``.
+
+Kept apart from the custom resource so it imports without crhelper and without a region.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from ..workflow.definition import operator_configuration, ordered_stages
+from .state import AWS_CONFIGURATION
+from .state_machine import operator_state_names
+
+log = logging.getLogger("mie_pose.aws.api_client")
+
+# The routes (api/routes.py handler names) registration calls; the custom resource's role may invoke
+# these and no others.
+REGISTRATION_HANDLERS = ("create_operation", "create_stage", "create_workflow")
+# A new role or a fresh deployment can answer 403/5xx for a few seconds; those are retried.
+RETRY_STATUSES = {403, 429, 500, 502, 503, 504}
+ATTEMPTS = 6
+
+
+class RegistrationError(RuntimeError):
+    pass
+
+
+def registration_requests(definition: dict, state_machine_arn: str, operator_functions: dict) -> list[tuple[str, dict]]:
+    """(path, body) of every POST, in order: operations, then stages, then the workflow."""
+    requests = []
+    for name in definition["Operators"]:
+        requests.append(("/workflow/operation", {
+            "Name": name, "Handler": operator_functions.get(name, ""), "States": operator_state_names(name),
+            # The defaults the operator runs with on AWS (the pose network behind the endpoint, ...).
+            "Configuration": operator_configuration(definition, name, AWS_CONFIGURATION)}))
+    stages = ordered_stages(definition)
+    for stage in stages:
+        requests.append(("/workflow/stage", {"Name": stage.name, "Operations": stage.operators}))
+    requests.append(("/workflow", {
+        "Name": definition["Name"], "Description": definition.get("Description", ""),
+        "StartAt": definition["StartAt"], "StateMachineArn": state_machine_arn,
+        "Stages": {name: {k: v for k, v in stage.items() if k in ("Next", "End")}
+                   for name, stage in definition["Stages"].items()}}))
+    return requests
+
+
+def signed_request(method: str, url: str, body: dict | None, credentials, region: str) -> urllib.request.Request:
+    """A urllib request carrying SigV4 headers (Authorization, X-Amz-Date, X-Amz-Security-Token)."""
+    from botocore.auth import SigV4Auth  # noqa: PLC0415  (botocore is in every Lambda runtime)
+    from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+
+    data = json.dumps(body).encode() if body is not None else None
+    aws_request = AWSRequest(method=method, url=url, data=data, headers={"Content-Type": "application/json"})
+    SigV4Auth(credentials, "execute-api", region).add_auth(aws_request)
+    return urllib.request.Request(url, data=data, method=method, headers=dict(aws_request.headers.items()))
+
+
+def call_api(endpoint: str, method: str, path: str, body: dict | None = None, *, credentials, region: str,
+             deadline: float | None = None) -> dict:
+    url = endpoint.rstrip("/") + path
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with urllib.request.urlopen(signed_request(method, url, body, credentials, region), timeout=20) as reply:
+                return json.loads(reply.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode(errors="replace")[:500]
+            retry, problem = exc.code in RETRY_STATUSES, f"{method} {path}: HTTP {exc.code} {text}"
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            retry, problem = True, f"{method} {path}: {exc}"
+        pause = min(2 ** attempt, 20)
+        if not retry or attempt == ATTEMPTS or (deadline is not None and time.time() + pause > deadline):
+            raise RegistrationError(problem)
+        log.warning("%s; retrying in %d s", problem, pause)
+        time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+
+def credentials_and_region(endpoint: str):
+    """Frozen credentials of the running role, and the API's region (from its host, else this one's)."""
+    import boto3  # noqa: PLC0415
+
+    session = boto3.session.Session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise RegistrationError("no AWS credentials to sign the workflow API requests with")
+    host = urlsplit(endpoint).hostname or ""
+    # https://ID.execute-api.REGION.amazonaws.com/...: the region is in the host; else the function's own.
+    parts = host.split(".")
+    region = parts[2] if len(parts) > 3 and parts[1] == "execute-api" else \
+        (os.environ.get("AWS_REGION") or session.region_name or "us-east-1")
+    return credentials.get_frozen_credentials(), region
