@@ -226,3 +226,11 @@ def test_the_local_engine_runs_a_registered_workflow(tmp_path, vtest_mp4):
         assert status == 400 and "Shell" in body["error"]
     finally:
         queue.stop()
+
+
+def test_media_url_is_the_local_media_route(services):
+    asset_id = services.dataplane.create_asset({"Video": {"S3Bucket": "dataplane", "S3Key": "v.mp4"}}, "v.mp4")
+    assert call(services, "GET", f"/media-url/{asset_id}") == (
+        200, {"asset_id": asset_id, "url": f"/media/{asset_id}", "expires_in": None})
+    assert call(services, "GET", "/media-url/nope")[0] == 404
+    assert call(services, "POST", f"/media-url/{asset_id}")[0] == 405

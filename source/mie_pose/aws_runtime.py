@@ -38,9 +38,20 @@ def client(service: str):
     return boto3.client(service, region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
 
 
+@functools.lru_cache(maxsize=1)
+def s3_presigner():
+    """An S3 client for presigned URLs a browser fetches directly: SigV4, virtual-hosted, this region."""
+    import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+
+    return boto3.client("s3", region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch regions and mocks)."""
     client.cache_clear()
+    s3_presigner.cache_clear()
 
 
 def storage_from_environment():

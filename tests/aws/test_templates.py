@@ -157,3 +157,12 @@ def test_registration_goes_through_the_deployed_api_with_exactly_its_routes(buil
     prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestApi}/${ApiStage}/"
     granted = {arn["Fn::Sub"].removeprefix(prefix) for arn in invoke[0]["Resource"]}
     assert granted == {f"{method}{path}" for method, path, handler, _ in ROUTES if handler in REGISTRATION_HANDLERS}
+
+
+def test_api_may_read_the_videos_it_presigns(built_template):
+    _, template, _ = built_template
+    reads = [s["Resource"] for role, s in _statements(template) if role == "ApiRole" and s["Action"] == ["s3:GetObject"]]
+    assert len(reads) == 1
+    assert any("mie-pose-upload-${AWS::AccountId}-${Id}/*" in json.dumps(r) for r in reads[0])
+    env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["WORKFLOW_TABLE"] == {"Ref": "WorkflowTable"}

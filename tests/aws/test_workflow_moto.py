@@ -182,3 +182,31 @@ def test_pose_backend_other_than_the_endpoint_is_refused(moto_stack, vtest_5s_mp
     assert stack.wait(started["Id"])["status"] == "FAILED"
     _, execution = api("GET", f"/workflow/execution/{started['Id']}")
     assert "not deployed on AWS" in execution["message"]
+
+
+def test_media_url_is_a_short_presigned_url_of_the_proxy_or_the_original(moto_stack, vtest_5s_mp4):
+    import requests
+    from urllib.parse import parse_qs, quote, urlsplit
+
+    stack = moto_stack
+    key = "uploads/street scene+1.mp4"
+    stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, key)
+    status, created = api("POST", "/asset", body={"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": key}}})
+    assert status == 200, created
+
+    status, body = api("GET", f"/media-url/{created['AssetId']}")
+    assert status == 200 and body["expires_in"] == 900
+    url = urlsplit(body["url"])
+    query = parse_qs(url.query)
+    assert url.scheme == "https" and url.hostname == f"{stack.upload_bucket}.s3.amazonaws.com"
+    assert url.path == "/" + quote(key)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and query["X-Amz-Expires"] == ["900"]
+    assert query["X-Amz-Credential"][0].endswith("/us-east-1/s3/aws4_request")
+    # The URL needs no signing headers: a plain GET (what a <video> element sends) gets the video.
+    assert requests.get(body["url"], timeout=10).content == vtest_5s_mp4.read_bytes()
+
+    # Once a browser proxy exists beside the video, the URL points at it.
+    stack.s3.put_object(Bucket=stack.upload_bucket, Key="uploads/proxy/browser.mp4", Body=b"h264")
+    status, body = api("GET", f"/media-url/{created['AssetId']}")
+    assert urlsplit(body["url"]).path == "/uploads/proxy/browser.mp4"
+    assert api("GET", "/media-url/unknown-asset")[0] == 404

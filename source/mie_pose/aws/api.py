@@ -11,8 +11,11 @@ import os
 
 from .. import aws_runtime
 from ..api.core import ApiRequest, ApiResponse, ApiServices, handle_request
-from ..storage import MediaLocation, StorageError
+from ..storage import MediaLocation, StorageError, browser_proxy_location
 from . import starter
+
+# A <video> element cannot sign requests, so GET /media-url answers a presigned S3 URL this short-lived.
+MEDIA_URL_EXPIRES_S = 900
 
 
 def request_from_event(event: dict) -> ApiRequest:
@@ -40,8 +43,20 @@ def services_from_environment() -> ApiServices:
         except StorageError:
             return False
 
+    def media_url(asset: dict) -> str:
+        """The browser proxy when one was made beside the video, else the original."""
+        video = MediaLocation.from_event(asset["media"]["Video"])
+        proxy = browser_proxy_location(video)
+        try:
+            chosen = proxy if storage.exists(proxy) else video
+        except StorageError:
+            chosen = video
+        return aws_runtime.s3_presigner().generate_presigned_url(
+            "get_object", Params={"Bucket": chosen.bucket, "Key": chosen.key}, ExpiresIn=MEDIA_URL_EXPIRES_S)
+
     return ApiServices(dataplane=aws_runtime.dataplane_from_environment(),
-                       start_workflow=starter.start_from_environment, media_exists=media_exists)
+                       start_workflow=starter.start_from_environment, media_exists=media_exists,
+                       media_url=media_url, media_url_expires_in=MEDIA_URL_EXPIRES_S)
 
 
 def handler(event: dict, context=None) -> dict:

@@ -33,6 +33,16 @@ class MediaLocation:
         return {"S3Bucket": self.bucket, "S3Key": self.key}
 
 
+BROWSER_PROXY_NAME = "browser.mp4"
+
+
+def browser_proxy_location(video: MediaLocation) -> MediaLocation:
+    """Where the browser-playable copy of a video lives (``<asset folder>/proxy/browser.mp4``, the asset
+    folder being what precedes ``/input/``, else the video's folder), the same locally and on S3."""
+    key = video.key.rsplit("/input/", 1)[0] if "/input/" in video.key else video.key.rsplit("/", 1)[0]
+    return MediaLocation(video.bucket, f"{key}/proxy/{BROWSER_PROXY_NAME}")
+
+
 class Storage(abc.ABC):
     """Byte storage addressed by (bucket, key)."""
 

@@ -17,11 +17,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..storage import MediaLocation
+from ..storage import BROWSER_PROXY_NAME, MediaLocation, browser_proxy_location
 
 log = logging.getLogger("mie_pose.video.proxy")
 
-PROXY_NAME = "browser.mp4"
+PROXY_NAME = BROWSER_PROXY_NAME
 # (container names ffprobe reports, codecs) that Chromium, Firefox and Safari all play as they are.
 _PLAYABLE = [
     ({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}, {"h264"}),
@@ -53,8 +53,7 @@ def source_path(dataplane, asset_id: str) -> Path:
 def proxy_path(dataplane, asset_id: str) -> Path:
     """Where the proxy lives: ``private/assets/<id>/proxy/browser.mp4`` beside the asset's input."""
     video = MediaLocation.from_event(dataplane.get_asset(asset_id)["media"]["Video"])
-    key = video.key.rsplit("/input/", 1)[0] if "/input/" in video.key else video.key.rsplit("/", 1)[0]
-    return dataplane.storage.path_for(MediaLocation(video.bucket, f"{key}/proxy/{PROXY_NAME}"))
+    return dataplane.storage.path_for(browser_proxy_location(video))
 
 
 def browser_media(dataplane, asset_id: str, ffmpeg: str | None = None) -> BrowserMedia:
