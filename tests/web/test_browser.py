@@ -189,6 +189,28 @@ def test_avi_plays_through_its_proxy(page, live_server, analysed, artifacts):
     page.screenshot(path=str(artifacts / "pose-avi.png"))
 
 
+def test_paths_come_from_routes_json_and_the_video_from_media_url(page, live_server, analysed):
+    from urllib.parse import urlsplit
+
+    asset_id = analysed["astronaut"]
+    paths = []
+    page.on("request", lambda request: paths.append(urlsplit(request.url).path))
+    open_pose_tab(page, live_server, asset_id)
+    assert "/routes.json" in paths and f"/media-url/{asset_id}" in paths
+    assert page.evaluate("document.querySelector('video.pose-video').src") == f"{live_server.url}/media/{asset_id}"
+    built = page.evaluate("""async () => {
+      const { ApiClient } = await import('/js/api.js');
+      const routes = await (await fetch('/routes.json')).json();
+      const api = new ApiClient({ apiBaseUrl: '' }, routes);
+      let missing = '';
+      try { api.path('get_asset'); } catch (error) { missing = error.message; }
+      return [api.path('get_metadata', { asset_id: 'a b/c', operator: 'PoseDetection' }),
+              api.path('list_executions', { asset_id: 'x' }), api.path('list_assets'), missing];
+    }""")
+    assert built == ["/metadata/a%20b%2Fc/PoseDetection", "/workflow/execution/asset/x", "/asset",
+                     "route get_asset needs asset_id"]
+
+
 def test_upload_through_the_ui(page, live_server, astronaut_mp4, tmp_path, artifacts):
     clip = tmp_path / "uploaded-astronaut.mp4"
     shutil.copyfile(astronaut_mp4, clip)

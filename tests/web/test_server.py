@@ -11,6 +11,7 @@ import pytest
 
 from mie_pose import schema
 from mie_pose.api.core import ApiRequest, handle_request
+from mie_pose.api.routes import routes_as_json
 from mie_pose.dataplane import SqliteDataplane
 from mie_pose.video.proxy import browser_media, ensure_browser_proxy, source_path
 
@@ -205,12 +206,16 @@ def test_foreign_host_and_cross_origin_writes_are_refused(live_server):
     assert status == 403
 
 
-def test_static_app_and_config(live_server):
+def test_static_app_and_config(live_server, analysed):
     status, head, body = request(live_server, "GET", "/")
     assert status == 200 and head["Content-Type"].startswith("text/html") and b"<html" in body
     assert "script-src 'self'" in head["Content-Security-Policy"]
     status, body = get_json(live_server, "/config.json")
     assert status == 200 and "apiBaseUrl" in body
+    status, body = get_json(live_server, "/routes.json")
+    assert status == 200 and body == routes_as_json()
+    status, body = get_json(live_server, f"/media-url/{analysed['astronaut']}")
+    assert status == 200 and body["url"] == f"/media/{analysed['astronaut']}"
     status, body = get_json(live_server, "/no-such-file.js")
     assert status == 404
 

@@ -1,5 +1,6 @@
-// The API client: every result the app shows comes through these routes (api/routes.py), locally from
+// The API client: every result the app shows comes through the routes of api/routes.py, locally from
 // `mie-pose serve` and on AWS from API Gateway, whose base URL and auth mode come from config.json.
+// Paths are built from routes.json (that table as JSON: `mie-pose routes --json`), keyed by handler name.
 
 import { CognitoCredentials } from './cognito.js';
 import { signRequest } from './sigv4.js';
@@ -12,8 +13,7 @@ export class ApiError extends Error {
 }
 
 export async function loadConfig(url = 'config.json') {
-  const defaults = { apiBaseUrl: '', mediaUrlTemplate: '{apiBaseUrl}/media/{asset_id}', upload: true,
-    operator: 'PoseDetection', auth: { mode: 'none' } };
+  const defaults = { apiBaseUrl: '', upload: true, operator: 'PoseDetection', auth: { mode: 'none' } };
   try {
     const response = await fetch(url, { cache: 'no-cache' });
     if (!response.ok) return defaults;
@@ -23,9 +23,17 @@ export async function loadConfig(url = 'config.json') {
   }
 }
 
+// The route table, served by `mie-pose serve` and copied beside index.html on AWS.
+export async function loadRoutes(url = 'routes.json') {
+  const response = await fetch(url, { cache: 'no-cache' });
+  if (!response.ok) throw new Error(`cannot load the API routes (${url}: ${response.status})`);
+  return response.json();
+}
+
 export class ApiClient {
-  constructor(config) {
+  constructor(config, routes) {
     this.config = config;
+    this.routes = new Map(routes.map((route) => [route.handler, route]));
     this.base = (config.apiBaseUrl || '').replace(/\/$/, '');
     const auth = config.auth || { mode: 'none' };
     this.auth = auth;
@@ -57,15 +65,30 @@ export class ApiClient {
     return data;
   }
 
-  listAssets() { return this.request('GET', '/asset'); }
+  // The path of the route whose handler is `name`, its {parameters} filled from `params`.
+  path(name, params = {}) {
+    const route = this.routes.get(name);
+    if (!route) throw new Error(`routes.json has no route ${name}`);
+    return route.path.replace(/\{(\w+)\}/g, (_, key) => {
+      if (params[key] === undefined) throw new Error(`route ${name} needs ${key}`);
+      return encodeURIComponent(params[key]);
+    });
+  }
 
-  getAsset(assetId) { return this.request('GET', `/asset/${encodeURIComponent(assetId)}`); }
+  call(name, params = {}, { body, query } = {}) {
+    const search = query && Object.keys(query).length ? `?${new URLSearchParams(query)}` : '';
+    return this.request(this.routes.get(name)?.method || 'GET', this.path(name, params) + search, body);
+  }
 
-  listOperators(assetId) { return this.request('GET', `/metadata/${encodeURIComponent(assetId)}`); }
+  listAssets() { return this.call('list_assets'); }
+
+  getAsset(assetId) { return this.call('get_asset', { asset_id: assetId }); }
+
+  listOperators(assetId) { return this.call('list_operators', { asset_id: assetId }); }
 
   startWorkflow(assetId, configuration = {}) {
-    return this.request('POST', '/workflow/execution',
-      { Name: 'PoseWorkflow', Input: { AssetId: assetId }, Configuration: configuration });
+    return this.call('start_execution', {},
+      { body: { Name: 'PoseWorkflow', Input: { AssetId: assetId }, Configuration: configuration } });
   }
 
   // The whole result document: the first page's header plus the frames of every page, following `cursor`.
@@ -73,8 +96,8 @@ export class ApiClient {
     let cursor = null;
     let document = null;
     do {
-      const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : '';
-      const page = await this.request('GET', `/metadata/${encodeURIComponent(assetId)}/${encodeURIComponent(operator)}${query}`);
+      const page = await this.call('get_metadata', { asset_id: assetId, operator },
+        { query: cursor ? { cursor } : undefined });
       if (document) document.frames.push(...page.results.frames);
       else document = { ...page.results, frames: [...page.results.frames] };
       cursor = page.cursor;
@@ -82,9 +105,12 @@ export class ApiClient {
     return document;
   }
 
-  mediaUrl(assetId) {
-    return (this.config.mediaUrlTemplate || '{apiBaseUrl}/media/{asset_id}')
-      .replace('{apiBaseUrl}', this.base).replace('{asset_id}', encodeURIComponent(assetId));
+  // Where a <video> element can load the asset without signing: {url, expires_in (s, or null)}. Locally the
+  // server's /media route (relative to the API); on AWS a short-lived presigned S3 URL.
+  async mediaUrl(assetId) {
+    const media = await this.call('get_media_url', { asset_id: assetId });
+    const url = /^[a-z][a-z0-9+.-]*:/i.test(media.url) ? media.url : this.url(media.url);
+    return { url, expiresIn: media.expires_in, fetchedAt: Date.now() };
   }
 
   // Local mode only: POST /upload with the file as the body; onProgress(fraction).

@@ -1,7 +1,7 @@
 // The single-page app: asset list, upload (local mode), workflow status and the Pose tab.
 // Routes live in the URL fragment: #/, #/asset/ID (overview), #/asset/ID/pose.
 
-import { ApiClient, loadConfig } from './api.js';
+import { ApiClient, loadConfig, loadRoutes } from './api.js';
 import { captureIdToken, signInUrl } from './cognito.js';
 import { el, formatTime } from './dom.js';
 import { renderPoseTab } from './pose-view.js';
@@ -178,8 +178,9 @@ function setUpAuth() {
 }
 
 async function start() {
-  state.config = await loadConfig();
-  state.api = new ApiClient(state.config);
+  const [config, routes] = await Promise.all([loadConfig(), loadRoutes()]);
+  state.config = config;
+  state.api = new ApiClient(config, routes);
   setUpAuth();
   setUpUpload();
   document.getElementById('refresh-assets').addEventListener('click', refreshAssets);

@@ -7,10 +7,10 @@ import { el } from './dom.js';
 
 export async function renderPoseTab(container, api, assetId, signal) {
   container.replaceChildren(el('p', { class: 'muted' }, 'loading results…'));
-  const document = await api.getDocument(assetId);
+  const [document, media] = await Promise.all([api.getDocument(assetId), api.mediaUrl(assetId)]);
   if (signal.aborted) return () => {};
   const video = el('video', { class: 'pose-video', controls: '', preload: 'auto', muted: '', playsinline: '',
-    src: api.mediaUrl(assetId) });
+    src: media.url });
   const overlay = el('canvas', { class: 'pose-overlay', 'aria-hidden': 'true' });
   const timelineCanvas = el('canvas', { class: 'pose-timeline', title: 'sampled frames with people; click to seek' });
   const slider = el('input', { type: 'range', min: '0', max: '1', step: '0.05', value: '0.3', id: 'threshold' });
@@ -45,7 +45,18 @@ export async function renderPoseTab(container, api, assetId, signal) {
     link.click();
     setTimeout(() => URL.revokeObjectURL(link.href), 1000);
   });
-  video.addEventListener('error', () => {
+  let playing = media;
+  video.addEventListener('error', async () => {
+    // A presigned URL (AWS) expires: once it has, ask for a fresh one and carry on where playback was.
+    if (playing.expiresIn && Date.now() - playing.fetchedAt >= 1000 * playing.expiresIn && !signal.aborted) {
+      const at = video.currentTime;
+      try {
+        playing = await api.mediaUrl(assetId);
+        video.src = playing.url;
+        video.currentTime = at;
+        return;
+      } catch { /* fall through to the note */ }
+    }
     mediaNote.textContent = 'this browser cannot play the video (install ffmpeg so the server makes an H.264 proxy)';
   });
   return () => {

@@ -1,8 +1,8 @@
 """The local HTTP server: the web app, the dataplane/workflow API (through ``api.core``), uploads, media.
 
 Every API route is answered by ``handle_request``, the same core the AWS API Lambda runs; this module
-only adds what exists locally: static files, ``POST /upload`` and ``GET /media/{asset_id}`` with byte
-ranges. It binds 127.0.0.1 unless told otherwise and then also refuses foreign Host headers (DNS
+only adds what exists locally: static files, ``GET /routes.json`` (the route table the web app builds
+its paths from), ``POST /upload`` and ``GET /media/{asset_id}`` with byte ranges. It binds 127.0.0.1 unless told otherwise and then also refuses foreign Host headers (DNS
 rebinding) and cross-origin writes.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from ..api.core import ApiRequest, ApiServices, handle_request
-from ..api.routes import match_route
+from ..api.routes import match_route, routes_as_json
 from ..dataplane import UnknownAsset
 from ..storage import StorageError
 from ..video import VideoInputError, probe_video
@@ -145,6 +145,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 if method not in ("GET", "HEAD"):
                     raise HttpError(405, f"method {method} not allowed on {path}")
                 return self._media(media.group(1), query, head=method == "HEAD")
+            if path == "/routes.json" and method in ("GET", "HEAD"):
+                return self._send_json(200, routes_as_json(), {"Cache-Control": "no-cache"}, head=method == "HEAD")
             _, _, known = match_route("GET" if method == "HEAD" else method, path)
             if known:
                 return self._api(method, path, query)
