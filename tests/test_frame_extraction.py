@@ -96,6 +96,12 @@ def test_probe_refuses_bad_files(bad_inputs):
         assert "\n" not in str(info.value), name
 
 
+def test_huge_frames_are_refused(vtest_mp4):
+    assert probe_video(vtest_mp4).width == 768
+    with pytest.raises(VideoInputError, match="frames too large: 768x576"):
+        probe_video(vtest_mp4, max_pixels=768 * 576 - 1)
+
+
 def test_video_without_frames_is_refused(media_dir):
     path = media_dir / "no-frames.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 240))
@@ -172,3 +178,4 @@ def test_warning_does_not_fail(dataplane, vtest_mp4):
         warnings.simplefilter("error")
         _, output = run_operator(dataplane, vtest_mp4, {"FPS": 100, "MaxFrames": 4})
     assert output["Status"] == "Complete" and output["MetaData"]["FrameCount"] == 4
+    assert "every frame will be used" in output["MetaData"]["Warnings"][0]

@@ -55,8 +55,9 @@ def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
                 sampler = FrameSampler(path, configuration["FPS"],
                                        max_frames=_optional_int(configuration, "MaxFrames"),
                                        max_width=_optional_int(configuration, "MaxWidth"))
-            for warning in caught:
-                log.warning("%s", warning.message)
+            warnings_for_user = [str(warning.message) for warning in caught]
+            for message in warnings_for_user:
+                log.warning("%s", message)
             total = sampler.expected_count()
             entries = []
             for frame in sampler:
@@ -88,6 +89,6 @@ def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
         name=NAME,
         status=STATUS_COMPLETE,
         media={"Video": video.to_event(), "Frames": manifest_location.to_event()},
-        metadata={"FrameCount": len(entries), "FPS": sampler.fps, "Video": video_info},
+        metadata={"FrameCount": len(entries), "FPS": sampler.fps, "Video": video_info, "Warnings": warnings_for_user},
         configuration=configuration,
     )

@@ -71,8 +71,8 @@ def _open(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def probe_video(path: Path | str) -> VideoInfo:
-    """Read size, rate and duration, and check that at least one frame decodes."""
+def probe_video(path: Path | str, max_pixels: int = MAX_FRAME_PIXELS) -> VideoInfo:
+    """Read size, rate and duration, and check that at least one frame decodes and is not absurdly large."""
     path = Path(path)
     capture = _open(path)
     try:
@@ -80,8 +80,8 @@ def probe_video(path: Path | str) -> VideoInfo:
         if not ok or frame is None:
             raise VideoInputError(f"video has no decodable frames: {path.name}")
         height, width = frame.shape[:2]
-        if width * height > MAX_FRAME_PIXELS:
-            raise VideoInputError(f"frames too large: {width}x{height} exceeds {MAX_FRAME_PIXELS // 1_000_000} MP")
+        if width * height > max_pixels:
+            raise VideoInputError(f"frames too large: {width}x{height} is over the limit of {max_pixels:,} pixels")
         source_fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         if not math.isfinite(source_fps) or source_fps <= 0 or source_fps > 1000:
             source_fps = 0.0
