@@ -314,3 +314,27 @@ def test_custom_resource_reports_a_refused_registration(aws_credentials, local_a
              "ResourceProperties": {"ApiEndpoint": local_api.url + "/nowhere", "StateMachineArn": "arn:sm"}}
     register_workflow.handler(event, Context())
     assert sent[-1]["Status"] == "FAILED" and "404" in sent[-1]["Reason"]
+
+
+def test_dynamo_dataplane_registry(mocked):
+    import boto3
+
+    from mie_pose.dataplane import DataplaneError
+
+    dataplane, _ = _dataplane()
+    with pytest.raises(DataplaneError, match="WORKFLOW_TABLE"):
+        dataplane.get_registration("workflow", "W")
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(TableName="workflows", KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    dataplane.registry_table = "workflows"
+    for name in ("B", "A"):
+        dataplane.put_registration("operation", name, {"Name": name, "Handler": f"arn:{name}"})
+    dataplane.put_registration("stage", "A", {"Name": "A", "Operations": ["A"]})  # same name, other kind
+    assert dataplane.get_registration("operation", "A") == {"Name": "A", "Handler": "arn:A"}
+    assert [r["Name"] for r in dataplane.list_registrations("operation")] == ["A", "B"]
+    assert dataplane.list_registrations("stage") == [{"Name": "A", "Operations": ["A"]}]
+    dataplane.delete_registration("operation", "A")
+    assert dataplane.get_registration("operation", "A") is None and dataplane.get_registration("stage", "A")
+    with pytest.raises(DataplaneError, match="kinds are"):
+        dataplane.put_registration("thing", "A", {})

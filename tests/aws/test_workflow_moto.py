@@ -210,3 +210,30 @@ def test_media_url_is_a_short_presigned_url_of_the_proxy_or_the_original(moto_st
     status, body = api("GET", f"/media-url/{created['AssetId']}")
     assert urlsplit(body["url"]).path == "/uploads/proxy/browser.mp4"
     assert api("GET", "/media-url/unknown-asset")[0] == 404
+
+
+def test_workflow_registry_through_the_api_lambda(moto_stack, vtest_5s_mp4):
+    from mie_pose.aws.api_client import registration_requests
+    from mie_pose.workflow import load_definition
+
+    stack = moto_stack
+    functions = {"FrameExtraction": stack.function_arns["FrameExtractionFunctionArn"],
+                 "PoseDetection": stack.function_arns["PoseDetectionFunctionArn"]}
+    elsewhere = stack.state_machine_arn.replace(":pose-workflow", ":elsewhere")
+    for path, body in registration_requests(load_definition(), elsewhere, functions):
+        status, answer = api("POST", path, body=body)
+        assert status == 200, answer
+    status, workflow = api("GET", "/workflow/PoseWorkflow")
+    assert status == 200 and workflow["StateMachineArn"] == elsewhere
+    assert workflow["Operators"]["PoseDetection"]["Handler"] == functions["PoseDetection"]
+    assert [o["Name"] for o in api("GET", "/workflow/operation")[1]["operations"]] == ["FrameExtraction", "PoseDetection"]
+    item = stack.ddb.get_item(TableName=stack.tables["WorkflowTable"], Key={"name": {"S": "stage:PoseDetectionStage"}})
+    assert json.loads(item["Item"]["body"]["S"])["Operations"] == ["PoseDetection"]
+
+    # Executions of a registered workflow go to the state machine its record names (here: none such).
+    stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, "r.mp4")
+    status, created = api("POST", "/asset", body={"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "r.mp4"}}})
+    status, _ = api("POST", "/workflow/execution", body={"Name": "PoseWorkflow", "Input": {"AssetId": created["AssetId"]}})
+    assert status == 500
+    _, executions = api("GET", f"/workflow/execution/asset/{created['AssetId']}")
+    assert executions["executions"][0]["status"] == "Error" and "elsewhere" in executions["executions"][0]["message"]
