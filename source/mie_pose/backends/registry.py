@@ -8,32 +8,47 @@ from .base import PoseBackend
 
 DEFAULT_BACKEND = "topdown"
 BACKEND_NAMES = ("topdown", "blazepose", "gluoncv", "sagemaker")
+# Backends whose inference threads can be set (TFLite interpreters): a pool splits the cores among them.
+THREADED_BACKENDS = ("topdown", "blazepose")
+DEFAULT_THREADS = 2
 
 
 class BackendError(ValueError):
     """Unknown backend name or a backend that cannot start (missing weights, missing extra)."""
 
 
-def create_backend(name: str | None = None, model_dir: str | None = None) -> PoseBackend:
+def resolve_name(name: str | None) -> str:
     name = (name or DEFAULT_BACKEND).lower()
     if name == "default":
         name = DEFAULT_BACKEND
     if name not in BACKEND_NAMES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
-    return _cached_backend(name, model_dir)
+    return name
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_backend(name: str, model_dir: str | None) -> PoseBackend:
+def create_backend(name: str | None = None, model_dir: str | None = None,
+                   num_threads: int = DEFAULT_THREADS) -> PoseBackend:
+    """The process-wide instance of a backend (model loading costs more than a short clip's analysis)."""
+    return _cached_backend(resolve_name(name), model_dir, num_threads)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_backend(name: str, model_dir: str | None, num_threads: int) -> PoseBackend:
+    return build_backend(name, model_dir, num_threads)
+
+
+def build_backend(name: str | None, model_dir: str | None = None, num_threads: int = DEFAULT_THREADS) -> PoseBackend:
+    """A new, unshared instance (one per worker thread: TFLite interpreters are not thread-safe)."""
+    name = resolve_name(name)
     try:
         if name == "blazepose":
             from .blazepose import BlazePoseBackend
 
-            return BlazePoseBackend(model_dir=model_dir)
+            return BlazePoseBackend(model_dir=model_dir, num_threads=num_threads)
         if name == "topdown":
             from .topdown import TopDownBackend
 
-            return TopDownBackend.default(model_dir=model_dir)
+            return TopDownBackend.default(model_dir=model_dir, num_threads=num_threads)
         if name == "sagemaker":
             from .sagemaker_endpoint import SageMakerEndpointBackend
 

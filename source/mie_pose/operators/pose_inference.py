@@ -31,7 +31,6 @@ the video's length. Results are identical to the sequential loop.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import queue
@@ -43,6 +42,7 @@ import numpy as np
 
 from .. import schema
 from ..backends import BackendError, create_backend
+from ..backends.registry import THREADED_BACKENDS, build_backend, resolve_name
 from ..dataplane.base import DEFAULT_PAGE_FRAMES
 from ..storage import MediaLocation
 from ..tracking import OneEuroConfig, TemporalProcessor
@@ -53,7 +53,6 @@ NAME = schema.OPERATOR_NAME
 RAW_NAME = NAME + "Raw"
 # Backends that can be built once per worker thread (their own interpreters); any other backend runs on
 # one worker.
-PARALLEL_BACKENDS = ("topdown", "blazepose")
 MAX_WORKERS = 4
 
 
@@ -199,7 +198,7 @@ def worker_count(backend_name: str, configuration: dict) -> int:
             raise OperatorError(f"Workers must be a positive integer or \"auto\", got {value!r}") from None
         if count < 1 or count > 64:
             raise OperatorError(f"Workers must be between 1 and 64, got {value!r}")
-    return count if backend_name in PARALLEL_BACKENDS else 1
+    return count if backend_name in THREADED_BACKENDS else 1
 
 
 class BackendPool:
@@ -214,40 +213,13 @@ class BackendPool:
 def backend_pool(name: str, model_dir: str | None, workers: int) -> BackendPool:
     """Build once per process: model loading costs more than a short clip's analysis.
 
-    Worker 0 is the registry's shared instance; the others are built by the registry's own constructor
-    (so every worker is configured exactly alike), with ``num_threads`` split between the workers when the
-    backend's constructor takes it.
+    One worker uses the registry's shared instance; several get an instance each, with the cores split
+    between them so that their interpreters' threads do not oversubscribe the machine.
     """
-    first = create_backend(name, model_dir)
     if workers == 1:
-        return BackendPool([first])
+        return BackendPool([create_backend(name, model_dir)])
     threads = max(1, (os.cpu_count() or 1) // workers)
-    make = _thread_aware_constructor(name, model_dir, threads)
-    try:
-        if make is not None:
-            return BackendPool([make() for _ in range(workers)])
-        from ..backends.registry import _cached_backend
-
-        return BackendPool([first] + [_cached_backend.__wrapped__(name, model_dir) for _ in range(workers - 1)])
-    except ImportError as exc:
-        raise BackendError(f"backend {name} is not installed: {exc}") from exc
-    except FileNotFoundError as exc:
-        raise BackendError(f"backend {name} cannot start: {exc}") from exc
-
-
-def _thread_aware_constructor(name: str, model_dir: str | None, threads: int):
-    """A constructor taking ``num_threads`` for this backend, or None when the backend offers none."""
-    if name == "topdown":
-        from ..backends.topdown import TopDownBackend
-
-        if "num_threads" in inspect.signature(TopDownBackend.default).parameters:
-            return functools.partial(TopDownBackend.default, model_dir, num_threads=threads)
-        return None
-    if name == "blazepose":
-        from ..backends.blazepose import BlazePoseBackend
-
-        return functools.partial(BlazePoseBackend, model_dir, num_threads=threads)
-    return None
+    return BackendPool([build_backend(name, model_dir, threads) for _ in range(workers)])
 
 
 def _flag(configuration: dict, key: str, default: bool) -> bool:
@@ -299,9 +271,7 @@ def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
     tracking, smoothing = temporal_settings(configuration)
     pipelined = _flag(configuration, "Pipeline", True)
     try:
-        name = (configuration.get("Backend") or "topdown").lower()
-        create_backend(name, configuration.get("ModelDir"))  # validates the name, builds the shared instance
-        name = "topdown" if name == "default" else name
+        name = resolve_name(configuration.get("Backend"))
         workers = worker_count(name, configuration) if pipelined else 1
         pool = backend_pool(name, configuration.get("ModelDir"), workers)
     except BackendError as exc:
