@@ -132,8 +132,9 @@ def start_execution(request, services):
     body = request.json()
     name = body.get("Name", WORKFLOW_NAME)
     # A registered workflow of that name wins; the built-in one runs when nothing is registered.
-    definition = services.dataplane.get_registration("workflow", name) if isinstance(name, str) and _NAME.match(name) \
-        else None
+    definition = None
+    if isinstance(name, str) and _NAME.match(name):
+        definition = services.dataplane.get_registration("workflow", name)
     if definition is None and name != WORKFLOW_NAME:
         raise ApiError(404, f"unknown workflow {name!r}: register it with POST /workflow")
     inputs = body.get("Input")

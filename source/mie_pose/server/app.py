@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from ..api.core import ApiRequest, ApiServices, handle_request
+from ..api.core import WORKFLOW_NAME, ApiError, ApiRequest, ApiServices, handle_request
 from ..api.routes import match_route, routes_as_json
 from ..dataplane import UnknownAsset
 from ..storage import StorageError
@@ -224,7 +224,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             shutil.rmtree(folder, ignore_errors=True)
         result = {"AssetId": asset_id, "asset_id": asset_id, "source_name": name, "video": info.to_dict()}
         if configuration is not None:
-            result["ExecutionId"] = self.server.services.start_workflow(asset_id, configuration)
+            # A PoseWorkflow registered through the API runs instead of the built-in one, as for the API.
+            registered = self.server.dataplane.get_registration("workflow", WORKFLOW_NAME)
+            try:
+                result["ExecutionId"] = self.server.services.start_workflow(asset_id, configuration, registered)
+            except ApiError as exc:
+                raise HttpError(exc.status, f"uploaded as asset {asset_id}, not analysed: {exc}") from None
         log.info("upload %s -> asset %s (%d bytes)", name, asset_id, length)
         self._send_json(201, result)
 
