@@ -124,6 +124,12 @@ def test_bad_fps_exits_non_zero(home, vtest_mp4, fps):
     assert "Traceback" not in result.stderr
 
 
+def test_fps_above_the_source_rate_warns_and_takes_every_frame(home, astronaut_mp4):
+    result = mie_pose(home, "analyze", str(astronaut_mp4), "--fps", "100", "--max-frames", "3", "--no-progress")
+    assert "mie-pose: warning: FrameExtraction: requested 100 FPS is above the source's 25 FPS" in result.stderr
+    assert "frames 3 at 25 fps" in result.stdout  # the rate the frames really come at
+
+
 def test_unknown_asset_and_backend(home, vtest_mp4):
     result = mie_pose(home, "results", "nope", check=False)
     assert result.returncode == 1 and result.stderr.startswith("mie-pose: error:") and "Traceback" not in result.stderr

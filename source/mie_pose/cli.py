@@ -134,6 +134,10 @@ def cmd_analyze(args) -> int:
         execution = engine.run(asset_id, overrides, progress=bars.update)
     elapsed = time.monotonic() - started
     print(f"asset {asset_id}")
+    for stage in execution["stages"].values():
+        for output in (stage.get("Output") or {}).values():
+            for warning in (output.get("MetaData") or {}).get("Warnings", []):
+                print(f"mie-pose: warning: {output['Name']}: {warning}", file=sys.stderr)
     if execution["status"] != "Complete":
         raise CliError(f"workflow {execution['execution_id']} failed: {execution['message']}")
     _prepare_browser_proxy(dataplane, asset_id)

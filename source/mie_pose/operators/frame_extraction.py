@@ -76,7 +76,7 @@ def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
         # Frame count / rate underestimates variable-frame-rate files; the decoder's timestamps don't lie.
         frame_ms = 1000.0 / sampler.info.source_fps if sampler.info.source_fps else 0.0
         video_info["duration_ms"] = max(video_info["duration_ms"], int(round(entries[-1]["timestamp_ms"] + frame_ms)))
-        manifest = {"asset_id": event.asset_id, "fps": sampler.fps, "video": video_info, "frames": entries}
+        manifest = {"asset_id": event.asset_id, "fps": sampler.effective_fps, "video": video_info, "frames": entries}
         manifest_location = MediaLocation(video.bucket, f"{prefix}manifest.json")
         storage.write_bytes(manifest_location, json.dumps(manifest).encode(), "application/json")
     except VideoInputError as exc:
@@ -89,6 +89,6 @@ def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
         name=NAME,
         status=STATUS_COMPLETE,
         media={"Video": video.to_event(), "Frames": manifest_location.to_event()},
-        metadata={"FrameCount": len(entries), "FPS": sampler.fps, "Video": video_info, "Warnings": warnings_for_user},
+        metadata={"FrameCount": len(entries), "FPS": sampler.effective_fps, "Video": video_info, "Warnings": warnings_for_user},
         configuration=configuration,
     )

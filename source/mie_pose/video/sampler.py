@@ -112,6 +112,13 @@ class FrameSampler:
             warnings.warn(f"requested {self.fps:g} FPS is above the source's {self.info.source_fps:g} FPS: "
                           "every frame will be used", stacklevel=2)
 
+    @property
+    def effective_fps(self) -> float:
+        """The rate frames really come at: the requested one, or the source's when that is lower."""
+        if self.info.source_fps and self.fps > self.info.source_fps:
+            return self.info.source_fps
+        return self.fps
+
     def expected_count(self) -> int:
         """How many frames the sampling should yield (for progress bars; the real count may differ by one)."""
         if self.info.duration_ms:
