@@ -19,56 +19,16 @@ import json
 import math
 import warnings
 
-import cv2
 
 from .. import aws_runtime
 from ..operators.contract import STATUS_COMPLETE, OperatorError
-from ..operators.frame_extraction import JPEG_QUALITY, NAME, frames_prefix
+from ..operators.frame_extraction import NAME, frames_prefix, write_frame
 from ..operators.frame_extraction import _optional_int as optional_int
 from ..storage import MediaLocation
 from ..video import FrameSampler, VideoInputError
-from ..video.sampler import SEEK_MIN_GAP_MS, SampledFrame, probe_video, validate_fps
+from ..video.sampler import probe_video, validate_fps
 from . import state as workflow_state
 from .state import StepFailed
-
-
-class RangeSampler(FrameSampler):
-    """``FrameSampler`` restricted to the FPS-grid slots ``[start_slot, end_slot)`` (``None``: to the end).
-
-    Same rule as the whole-video sampler: slot k takes the first frame whose timestamp reaches
-    ``k * interval`` minus half a source frame; frames between targets are grabbed, never converted.
-    """
-
-    def __init__(self, path, fps, start_slot: int, end_slot: int | None, max_width: int | None = None):
-        super().__init__(path, fps, max_frames=None, max_width=max_width)
-        self.start_slot = int(start_slot)
-        self.end_slot = None if end_slot is None else int(end_slot)
-
-    def _sample(self, capture):
-        half_frame_ms = 500.0 / self.info.source_fps if self.info.source_fps else 0.0
-        slot = self.start_slot
-        target_ms = slot * self.interval_ms
-        last_ts = -math.inf
-        if target_ms > 0:
-            capture.set(cv2.CAP_PROP_POS_MSEC, max(0.0, target_ms - 2 * half_frame_ms))
-        while self.end_slot is None or slot < self.end_slot:
-            if last_ts > -math.inf and target_ms - last_ts > SEEK_MIN_GAP_MS:
-                capture.set(cv2.CAP_PROP_POS_MSEC, max(0.0, target_ms - 2 * half_frame_ms))
-            if not capture.grab():
-                return
-            ts = float(capture.get(cv2.CAP_PROP_POS_MSEC))
-            if ts <= last_ts:
-                continue
-            last_ts = ts
-            if ts + half_frame_ms < target_ms:
-                continue
-            ok, image = capture.retrieve()
-            if not ok or image is None:
-                return
-            yield SampledFrame(index=slot, timestamp_ms=int(round(ts)), image=self._resize(image))
-            while target_ms <= ts + half_frame_ms:
-                slot += 1
-                target_ms = slot * self.interval_ms
 
 
 def plan_ranges(fps: float, duration_ms: int, max_frames: int | None, range_seconds: float) -> list[dict]:
@@ -125,16 +85,10 @@ def extract(state: dict, item: dict, runtime) -> dict:
         with runtime.storage.local_path(video) as path:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                sampler = RangeSampler(path, configuration["FPS"], item["StartSlot"], item.get("EndSlot"),
-                                       max_width=optional_int(configuration, "MaxWidth"))
-            for frame in sampler:
-                ok, encoded = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                if not ok:
-                    raise StepFailed(f"could not encode frame {frame.index} as JPEG")
-                key = f"{prefix}{frame.index:06d}.jpg"
-                runtime.storage.write_bytes(MediaLocation(video.bucket, key), encoded.tobytes(), "image/jpeg")
-                entries.append({"slot": frame.index, "timestamp_ms": frame.timestamp_ms,
-                                "width": int(frame.image.shape[1]), "height": int(frame.image.shape[0]), "key": key})
+                sampler = FrameSampler(path, configuration["FPS"], max_width=optional_int(configuration, "MaxWidth"))
+            for slot, timestamp_ms, image in sampler.iter_slots(item["StartSlot"], item.get("EndSlot")):
+                entry = write_frame(runtime.storage, video.bucket, prefix, slot, image)
+                entries.append({"slot": slot, "timestamp_ms": timestamp_ms, **entry})
     except VideoInputError as exc:
         raise StepFailed(str(exc)) from None
     part = MediaLocation(video.bucket, f"{prefix}ranges/{int(item['Range']):06d}.json")

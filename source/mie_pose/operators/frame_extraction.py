@@ -28,6 +28,16 @@ def frames_prefix(asset_id: str, execution_id: str) -> str:
     return f"private/{asset_id}/workflows/{execution_id}/frames/"
 
 
+def write_frame(storage, bucket: str, prefix: str, number: int, image) -> dict:
+    """Store one frame as ``{prefix}{number:06d}.jpg``; return its manifest fields (width, height, key)."""
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise OperatorError(f"could not encode frame {number} as JPEG")
+    key = f"{prefix}{number:06d}.jpg"
+    storage.write_bytes(MediaLocation(bucket, key), encoded.tobytes(), "image/jpeg")
+    return {"width": int(image.shape[1]), "height": int(image.shape[0]), "key": key}
+
+
 def _optional_int(configuration: dict, key: str):
     value = configuration.get(key)
     if value is None or value == "":
@@ -61,13 +71,8 @@ def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
             total = sampler.expected_count()
             entries = []
             for frame in sampler:
-                ok, encoded = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                if not ok:
-                    raise OperatorError(f"could not encode frame {frame.index} as JPEG")
-                key = f"{prefix}{frame.index:06d}.jpg"
-                storage.write_bytes(MediaLocation(video.bucket, key), encoded.tobytes(), "image/jpeg")
-                entries.append({"index": frame.index, "timestamp_ms": frame.timestamp_ms,
-                                "width": int(frame.image.shape[1]), "height": int(frame.image.shape[0]), "key": key})
+                entry = write_frame(storage, video.bucket, prefix, frame.index, frame.image)
+                entries.append({"index": frame.index, "timestamp_ms": frame.timestamp_ms, **entry})
                 if runtime.progress:
                     runtime.progress(len(entries), max(total, len(entries)))
         if not entries:

@@ -7,6 +7,7 @@ decoder's own presentation time reaches the next target time. Frames between tar
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import warnings
@@ -135,37 +136,46 @@ class FrameSampler:
         return width, height
 
     def __iter__(self) -> Iterator[SampledFrame]:
+        slots = itertools.islice(self.iter_slots(), self.max_frames)
+        for index, (_, timestamp_ms, image) in enumerate(slots):
+            yield SampledFrame(index=index, timestamp_ms=timestamp_ms, image=image)
+
+    def iter_slots(self, start_slot: int = 0, end_slot: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield ``(slot, timestamp_ms, image)`` for the FPS-grid slots in ``[start_slot, end_slot)``.
+
+        Slot k takes the first frame whose timestamp reaches ``k / FPS`` seconds minus half a source frame,
+        so rounding in container timestamps never skips a frame sitting exactly on a target. A frame
+        covering several slots (FPS above the source rate) is yielded once, for the first. Ranges of slots
+        let several workers split one video (the AWS Map state).
+        """
         capture = _open(self.path)
         try:
-            yield from self._sample(capture)
+            half_frame_ms = 500.0 / self.info.source_fps if self.info.source_fps else 0.0
+            slot = int(start_slot)
+            target_ms = slot * self.interval_ms
+            last_ts = -math.inf
+            if target_ms > 0:
+                capture.set(cv2.CAP_PROP_POS_MSEC, max(0.0, target_ms - 2 * half_frame_ms))
+            while end_slot is None or slot < end_slot:
+                if last_ts > -math.inf and target_ms - last_ts > SEEK_MIN_GAP_MS:
+                    capture.set(cv2.CAP_PROP_POS_MSEC, max(0.0, target_ms - 2 * half_frame_ms))
+                if not capture.grab():
+                    return
+                ts = float(capture.get(cv2.CAP_PROP_POS_MSEC))
+                if ts <= last_ts:  # a seek landed before where we were: keep grabbing forward
+                    continue
+                last_ts = ts
+                if ts + half_frame_ms < target_ms:
+                    continue
+                ok, image = capture.retrieve()
+                if not ok or image is None:
+                    return
+                yield slot, int(round(ts)), self._resize(image)
+                while target_ms <= ts + half_frame_ms:
+                    slot += 1
+                    target_ms = slot * self.interval_ms
         finally:
             capture.release()
-
-    def _sample(self, capture: cv2.VideoCapture) -> Iterator[SampledFrame]:
-        # A frame is taken when its timestamp reaches the target minus half a source frame, so rounding
-        # in container timestamps never skips a frame that sits exactly on a target.
-        half_frame_ms = 500.0 / self.info.source_fps if self.info.source_fps else 0.0
-        target_ms = 0.0
-        produced = 0
-        last_ts = -math.inf
-        while self.max_frames is None or produced < self.max_frames:
-            if last_ts > -math.inf and target_ms - last_ts > SEEK_MIN_GAP_MS:
-                capture.set(cv2.CAP_PROP_POS_MSEC, max(0.0, target_ms - 2 * half_frame_ms))
-            if not capture.grab():
-                return
-            ts = float(capture.get(cv2.CAP_PROP_POS_MSEC))
-            if ts <= last_ts:  # a seek landed before where we were: keep grabbing forward
-                continue
-            last_ts = ts
-            if ts + half_frame_ms < target_ms:
-                continue
-            ok, image = capture.retrieve()
-            if not ok or image is None:
-                return
-            yield SampledFrame(index=produced, timestamp_ms=int(round(ts)), image=self._resize(image))
-            produced += 1
-            while target_ms <= ts + half_frame_ms:
-                target_ms += self.interval_ms
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
         width, height = self.output_size()
