@@ -14,6 +14,17 @@ DEFAULT_PAGE_FRAMES = 100
 REGISTRATION_KINDS = ("operation", "stage", "workflow")
 
 
+def apply_stage_update(stages: dict, stage: str | None, stage_status: str | None, stage_output: dict | None) -> dict:
+    """Record one stage's status and output in an execution's ``stages`` map (every dataplane stores it so)."""
+    if stage is not None:
+        record = stages.setdefault(stage, {})
+        if stage_status is not None:
+            record["Status"] = stage_status
+        if stage_output is not None:
+            record["Output"] = stage_output
+    return stages
+
+
 class DataplaneError(RuntimeError):
     pass
 

@@ -21,7 +21,7 @@ import json
 import time
 import uuid
 
-from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset
+from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset, apply_stage_update
 from .cursor import decode_cursor, encode_cursor, split_pages
 
 TABLE_KEYS = {
@@ -95,13 +95,7 @@ class DynamoDataplane(Dataplane):
                          message=None) -> None:
         # Stages run one after another, so read-modify-write cannot race with another writer of the record.
         item = self._get_execution_item(execution_id)
-        stages = json.loads(item["stages"]["S"])
-        if stage is not None:
-            record = stages.setdefault(stage, {})
-            if stage_status is not None:
-                record["Status"] = stage_status
-            if stage_output is not None:
-                record["Output"] = stage_output
+        stages = apply_stage_update(json.loads(item["stages"]["S"]), stage, stage_status, stage_output)
         item["stages"] = {"S": json.dumps(stages)}
         item["updated"] = {"N": repr(time.time())}
         if status is not None:

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from ..storage import LocalStorage, MediaLocation
-from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset
+from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset, apply_stage_update
 from .cursor import decode_cursor, encode_cursor, split_pages
 
 MEDIA_BUCKET = "dataplane"
@@ -106,13 +106,7 @@ class SqliteDataplane(Dataplane):
             row = db.execute("SELECT * FROM executions WHERE execution_id = ?", (execution_id,)).fetchone()
             if row is None:
                 raise DataplaneError(f"unknown workflow execution {execution_id}")
-            stages = json.loads(row["stages"])
-            if stage is not None:
-                record = stages.setdefault(stage, {})
-                if stage_status is not None:
-                    record["Status"] = stage_status
-                if stage_output is not None:
-                    record["Output"] = stage_output
+            stages = apply_stage_update(json.loads(row["stages"]), stage, stage_status, stage_output)
             db.execute("UPDATE executions SET status = ?, updated = ?, stages = ?, message = ? WHERE execution_id = ?",
                        (status or row["status"], time.time(), json.dumps(stages),
                         message if message is not None else row["message"], execution_id))
