@@ -248,3 +248,25 @@ def pose_container_answer(count: int, persons_per_image: int = 2) -> dict:
                             "track_id": None})
         images.append({"width": 384, "height": 288, "persons": persons})
     return {"version": 1, "images": images}
+
+
+def walking_answer(count: int) -> dict:
+    """The pose container's answer for ``count`` frames where two people walk towards each other (without
+    meeting), with some keypoint jitter: what tracking and smoothing have to handle. Map iterations run in
+    any order and moto answers them in call order, so every chunk gets this same answer: the walkers step
+    back to their starting places between chunks (the tracker must follow that jump too)."""
+    import math
+
+    images = []
+    for frame in range(count):
+        persons = []
+        for p, (start, step) in enumerate(((0.05, 0.02), (0.75, -0.01))):
+            x0, y0 = start + step * frame, 0.2
+            keypoints = [[round(x0 + 0.01 * k + 0.004 * math.sin(3.1 * frame + k + p), 4),
+                          round(y0 + 0.03 * k + 0.004 * math.cos(2.3 * frame + k - p), 4), 0.9] for k in range(17)]
+            persons.append({"score": 0.8 - 0.1 * p, "bbox": [round(x0, 4), y0, round(x0 + 0.2, 4), 0.8],
+                            "keypoints": keypoints, "track_id": None})
+        # The container lists persons by score; give the second person the first place on odd frames so
+        # that track ids cannot come from the order.
+        images.append({"width": 384, "height": 288, "persons": persons[::-1] if frame % 2 else persons})
+    return {"version": 1, "images": images}

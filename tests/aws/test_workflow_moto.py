@@ -11,7 +11,7 @@ import pytest
 from mie_pose.operators.contract import LocalContext, OperatorRuntime
 from mie_pose.storage import MediaLocation
 
-from .conftest import pose_container_answer
+from .conftest import pose_container_answer, walking_answer
 
 PAGE_FRAMES = 5
 CONFIGURATION = {"FrameExtraction": {"FPS": 2, "MaxWidth": 384, "RangeSeconds": 2},
@@ -56,10 +56,65 @@ def local_timestamps(video, tmp_path) -> list[int]:
     return [frame["timestamp_ms"] for frame in manifest["frames"]]
 
 
-def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stack, vtest_5s_mp4, tmp_path):
+def read_through_api(asset_id: str, operator: str) -> tuple[dict, int]:
+    """The whole document, page by page with the cursor, as a client reads it; and the page count."""
+    document, cursor, pages = None, None, 0
+    while True:
+        status, page = api("GET", f"/metadata/{asset_id}/{operator}", query={"cursor": cursor} if cursor else None)
+        assert status == 200, page
+        pages += 1
+        if document is None:
+            document = dict(page["results"], frames=[])
+        assert {k: v for k, v in page["results"].items() if k != "frames"} == {
+            k: v for k, v in document.items() if k != "frames"}
+        document["frames"].extend(page["results"]["frames"])
+        cursor = page["cursor"]
+        if not cursor:
+            return document, pages
+
+
+def local_documents(asset_id: str, media: dict, answers: list[dict], monkeypatch) -> dict:
+    """What the local PoseDetection operator stores for the same frames (read from the stack's S3) when its
+    backend finds what the endpoint answered: {operator: document}."""
+    from mie_pose import aws_runtime
+    from mie_pose.backends.sagemaker_endpoint import parse_person
+    from mie_pose.operators import pose_inference
+
+    images = [image for answer in answers for image in answer["images"]]
+
+    class Replay:
+        name = "sagemaker"
+
+        def __call__(self, image):
+            return [parse_person(p) for p in images.pop(0)["persons"]]
+
+    class Capture:
+        documents: dict = {}
+
+        def store_metadata(self, asset, operator, document, page_frames=100):
+            self.documents[operator] = json.loads(json.dumps(document))
+            return -(-len(document["frames"]) // page_frames)
+
+        def delete_metadata(self, asset, operator):
+            self.documents.pop(operator, None)
+
+    monkeypatch.setattr(pose_inference, "backend_pool", lambda *args: pose_inference.BackendPool([Replay()]))
+    capture = Capture()
+    runtime = OperatorRuntime(storage=aws_runtime.storage_from_environment(), dataplane=capture)
+    out = pose_inference.handler({"Name": "PoseDetection", "AssetId": asset_id, "Input": {"Media": media},
+                                  "Configuration": {"Backend": "sagemaker", "Pipeline": False,
+                                                    "PageFrames": PAGE_FRAMES}}, LocalContext(runtime))
+    assert out["Status"] == "Complete", out
+    assert not images
+    return capture.documents
+
+
+def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stack, vtest_5s_mp4, tmp_path,
+                                                                       monkeypatch):
     stack = moto_stack
     # 5 s at 2 FPS = 10 frames = 2 chunks of 5: one endpoint request per chunk, 5 images each.
-    stack.queue_endpoint_results([pose_container_answer(PAGE_FRAMES), pose_container_answer(PAGE_FRAMES)])
+    answers = [walking_answer(PAGE_FRAMES)] * 2
+    stack.queue_endpoint_results(answers)
     # Configuration overrides reach the execution through the API; the trigger starts with defaults,
     # so start this asset's run through the API as a client would.
     key = "uploads/street scene+1.mp4"
@@ -81,30 +136,50 @@ def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stac
     assert {name: stage["Status"] for name, stage in execution["stages"].items()} == {
         "FrameExtractionStage": "Complete", "PoseDetectionStage": "Complete"}
 
-    # The DynamoDB metadata table holds the header and both pages of this asset's PoseDetection document.
+    output = execution["stages"]["PoseDetectionStage"]["Output"]["PoseDetection"]
+    assert output["MetaData"]["Tracks"] == 2 and output["MetaData"]["Smoothed"] is True
+    assert output["MetaData"]["RawOperator"] == "PoseDetectionRaw"
+
+    # The DynamoDB metadata table holds the headers and both pages of this asset's PoseDetection and
+    # PoseDetectionRaw documents (the chunks' staged appearance descriptors are gone).
     items = stack.ddb.query(TableName=stack.tables["MetadataTable"], KeyConditionExpression="asset_id = :a",
                             ExpressionAttributeValues={":a": {"S": asset_id}})["Items"]
-    kinds = sorted(item["item"]["S"].split("#")[0] for item in items)
-    assert kinds == ["header", "page", "page"]
+    assert sorted(item["item"]["S"].split("#")[0] for item in items) == ["header"] * 2 + ["page"] * 4
+    assert {item["item"]["S"].split("#")[1] for item in items} == {"PoseDetection", "PoseDetectionRaw"}
 
     status, operators = api("GET", f"/metadata/{asset_id}")
-    assert status == 200 and operators["operators"] == ["PoseDetection"]
-    frames, cursor, pages = [], None, 0
-    while True:
-        status, page = api("GET", f"/metadata/{asset_id}/PoseDetection", query={"cursor": cursor} if cursor else None)
-        assert status == 200, page
-        pages += 1
-        assert page["results"]["backend"] == "sagemaker"
-        assert page["results"]["video"]["width"] == 768
-        frames.extend(page["results"]["frames"])
-        cursor = page["cursor"]
-        if not cursor:
-            break
-    assert pages == 2
-    assert [f["index"] for f in frames] == list(range(10))
-    assert all(len(f["persons"]) == 2 and len(f["persons"][0]["keypoints"]) == 17 for f in frames)
+    assert status == 200 and operators["operators"] == ["PoseDetection", "PoseDetectionRaw"]
+    documents = {}
+    for operator in ("PoseDetection", "PoseDetectionRaw"):
+        document, pages = read_through_api(asset_id, operator)
+        assert pages == 2
+        assert document["operator"] == operator
+        assert document["backend"] == "sagemaker" and document["video"]["width"] == 768
+        documents[operator] = document
+    smoothed, raw = documents["PoseDetection"]["frames"], documents["PoseDetectionRaw"]["frames"]
+    for frames in (smoothed, raw):
+        assert [f["index"] for f in frames] == list(range(10))
+        assert all(len(f["persons"]) == 2 and len(f["persons"][0]["keypoints"]) == 17 for f in frames)
     # Same frames as the local operator samples from the same file (time ranges change nothing).
-    assert [f["timestamp_ms"] for f in frames] == local_timestamps(vtest_5s_mp4, tmp_path)
+    assert [f["timestamp_ms"] for f in raw] == local_timestamps(vtest_5s_mp4, tmp_path)
+
+    # Tracked: every person has a track id; each walker keeps one across the page boundary (frames 4 -> 5)
+    # whatever order the endpoint listed them in; the documents differ only in the smoothed keypoints.
+    assert all(isinstance(p["track_id"], int) for f in raw + smoothed for p in f["persons"])
+    walkers = [(min(w, key=w.get), max(w, key=w.get)) for w in
+               ({p["track_id"]: p["bbox"][0] for p in f["persons"]} for f in raw)]  # (left id, right id)
+    assert len(set(walkers)) == 1 and walkers[0][0] != walkers[0][1]
+    strip = lambda frames: [[(p["track_id"], p["bbox"], p["score"]) for p in f["persons"]] for f in frames]  # noqa: E731
+    assert strip(smoothed) == strip(raw)
+    assert [[p["keypoints"] for p in f["persons"]] for f in smoothed] != [[p["keypoints"] for p in f["persons"]] for f in raw]
+    # Raw keypoints are the endpoint's.
+    sent = [image["persons"] for answer in answers for image in answer["images"]]
+    assert [[p["keypoints"] for p in f["persons"]] for f in raw] == [[p["keypoints"] for p in s] for s in sent]
+
+    # And both are exactly what the local operator stores for the same detections on the same frames.
+    local = local_documents(asset_id, output["Media"], answers, monkeypatch)
+    assert set(local) == {"PoseDetection", "PoseDetectionRaw"}
+    assert local == documents
 
     # --- a failing operator: nothing queued for these new frames (another MaxWidth), so moto's endpoint
     # answers a placeholder that is not the pose container's JSON and PoseDetection fails ---------------
@@ -125,9 +200,10 @@ def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stac
     assert frames_prefix + "manifest.json" in keys and len([k for k in keys if k.endswith(".jpg")]) == 10
     status, page = api("GET", f"/metadata/{asset_id}/PoseDetection")
     assert status == 200 and len(page["results"]["frames"]) == PAGE_FRAMES
+    assert read_through_api(asset_id, "PoseDetectionRaw")[0] == documents["PoseDetectionRaw"]
     items = stack.ddb.query(TableName=stack.tables["MetadataTable"], KeyConditionExpression="asset_id = :a",
                             ExpressionAttributeValues={":a": {"S": asset_id}})["Items"]
-    assert len(items) == 3, "the failed run's uncommitted pages must be discarded"
+    assert len(items) == 6, "the failed run's uncommitted pages must be discarded"
 
 
 def test_upload_trigger_decodes_keys_and_starts_the_workflow(moto_stack, vtest_5s_mp4):

@@ -10,8 +10,10 @@ Tables (their key schemas are in ``deployment/mie-pose.yaml``; ``TABLE_KEYS`` be
 Why versions: the AWS pose step writes pages from many parallel Map iterations, then one final step
 commits the header. Readers follow the header, so until the commit they see the previous document (or
 none) and never half of the new one; a failed run leaves only unreferenced pages, which ``discard_version``
-removes. Pages are gzipped JSON in a binary attribute; a page over ``inline_limit`` bytes (DynamoDB items
-stop at 400 KB) goes to the dataplane bucket and its item holds the key.
+removes. ``commit_documents`` publishes several operators' documents in one transaction (the AWS pose step
+commits ``PoseDetection`` and ``PoseDetectionRaw`` together), and ``read_page`` reads a staged page back.
+Pages are gzipped JSON in a binary attribute; a page over ``inline_limit`` bytes (DynamoDB items stop at
+400 KB) goes to the dataplane bucket and its item holds the key.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import gzip
 import json
 import time
 import uuid
+from typing import NamedTuple
 
 from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset, apply_stage_update
 from .cursor import decode_cursor, encode_cursor, split_pages
@@ -32,6 +35,16 @@ TABLE_KEYS = {
 }
 EXECUTIONS_BY_ASSET_INDEX = "asset_id-created"
 INLINE_LIMIT = 300_000
+
+
+class StagedDocument(NamedTuple):
+    """A document whose pages are written under ``version`` and whose header is not yet published."""
+
+    operator: str
+    version: str
+    header: dict
+    pages: int
+    frames: int
 
 
 def _header_item(operator: str) -> str:
@@ -145,20 +158,51 @@ class DynamoDataplane(Dataplane):
 
     def commit_metadata(self, asset_id: str, operator: str, version: str, header: dict, pages: int,
                         frames: int) -> None:
-        """Point the operator's header at ``version`` (one atomic PutItem), then drop the old version."""
-        if pages < 1:
-            raise DataplaneError("a document has at least one page")
-        for page in range(pages):
-            if not self._get_page_item(asset_id, operator, version, page):
-                raise DataplaneError(f"cannot commit {operator} for {asset_id}: page {page} was never written")
-        previous = self._get_header_item(asset_id, operator)
-        self.client.put_item(TableName=self.metadata_table, Item={
-            "asset_id": {"S": asset_id}, "item": {"S": _header_item(operator)}, "operator": {"S": operator},
-            "header": {"S": json.dumps({k: v for k, v in header.items() if k != "frames"})},
-            "version": {"S": version}, "pages": {"N": str(pages)}, "frames": {"N": str(frames)},
-            "updated": {"N": repr(time.time())}})
-        if previous and previous["version"]["S"] != version:
-            self.discard_version(asset_id, operator, previous["version"]["S"])
+        """Point the operator's header at ``version`` (one atomic write), then drop the old version."""
+        self.commit_documents(asset_id, [StagedDocument(operator, version, header, pages, frames)])
+
+    def commit_documents(self, asset_id: str, documents: list["StagedDocument"], delete: tuple = ()) -> None:
+        """Publish several staged documents and delete the documents of the operators in ``delete``, in one
+        DynamoDB transaction: readers see all of the new headers or none of them (PoseDetection and
+        PoseDetectionRaw always carry the same track ids). Superseded versions are dropped afterwards."""
+        if not documents:
+            raise DataplaneError("nothing to commit")
+        actions, previous = [], {}
+        for doc in documents:
+            if doc.pages < 1:
+                raise DataplaneError("a document has at least one page")
+            for page in range(doc.pages):
+                if not self._get_page_item(asset_id, doc.operator, doc.version, page, keys_only=True):
+                    raise DataplaneError(f"cannot commit {doc.operator} for {asset_id}: page {page} was never written")
+            previous[doc.operator] = self._get_header_item(asset_id, doc.operator)
+            actions.append({"Put": {"TableName": self.metadata_table, "Item": {
+                "asset_id": {"S": asset_id}, "item": {"S": _header_item(doc.operator)},
+                "operator": {"S": doc.operator},
+                "header": {"S": json.dumps({k: v for k, v in doc.header.items() if k != "frames"})},
+                "version": {"S": doc.version}, "pages": {"N": str(doc.pages)}, "frames": {"N": str(doc.frames)},
+                "updated": {"N": repr(time.time())}}}})
+        gone = {}
+        for operator in delete:
+            header = self._get_header_item(asset_id, operator)
+            if header is not None and operator not in previous:
+                gone[operator] = header
+                actions.append({"Delete": {"TableName": self.metadata_table, "Key": {
+                    "asset_id": {"S": asset_id}, "item": {"S": _header_item(operator)}}}})
+        self.client.transact_write_items(TransactItems=actions)
+        new_versions = {doc.operator: doc.version for doc in documents}
+        for operator, header in {**previous, **gone}.items():
+            if header and header["version"]["S"] != new_versions.get(operator):
+                self.discard_version(asset_id, operator, header["version"]["S"])
+
+    def read_page(self, asset_id: str, operator: str, version: str, page: int) -> list | None:
+        """The frames of one page of a version, committed or staged; None if that page was never written."""
+        item = self._get_page_item(asset_id, operator, version, page)
+        return None if item is None else self._page_frames(item)
+
+    def committed_version(self, asset_id: str, operator: str) -> str | None:
+        """The version the operator's header points at, or None when it has no document."""
+        header = self._get_header_item(asset_id, operator)
+        return header["version"]["S"] if header else None
 
     def discard_version(self, asset_id: str, operator: str, version: str) -> int:
         """Delete every page of an uncommitted or superseded version; return how many."""
@@ -221,9 +265,11 @@ class DynamoDataplane(Dataplane):
         return self.client.get_item(TableName=self.metadata_table, ConsistentRead=True, Key={
             "asset_id": {"S": asset_id}, "item": {"S": _header_item(operator)}}).get("Item")
 
-    def _get_page_item(self, asset_id: str, operator: str, version: str, page: int) -> dict | None:
+    def _get_page_item(self, asset_id: str, operator: str, version: str, page: int,
+                       keys_only: bool = False) -> dict | None:
+        kwargs = {"ProjectionExpression": "#i", "ExpressionAttributeNames": {"#i": "item"}} if keys_only else {}
         return self.client.get_item(TableName=self.metadata_table, ConsistentRead=True, Key={
-            "asset_id": {"S": asset_id}, "item": {"S": _page_item(operator, version, page)}}).get("Item")
+            "asset_id": {"S": asset_id}, "item": {"S": _page_item(operator, version, page)}}, **kwargs).get("Item")
 
     def _page_frames(self, item: dict) -> list:
         if "frames" in item:

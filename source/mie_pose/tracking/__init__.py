@@ -2,7 +2,7 @@
 
 from .smoothing import OneEuroConfig, OneEuroFilter, TrackSmoother
 from .tracker import PoseTracker, TrackedPerson, box_iou, keypoint_similarity, motion_similarity
-from .temporal import TemporalProcessor
+from .temporal import TemporalProcessor, appearance_descriptors, track_frame
 
 __all__ = [
     "OneEuroConfig",
@@ -11,7 +11,9 @@ __all__ = [
     "TemporalProcessor",
     "TrackSmoother",
     "TrackedPerson",
+    "appearance_descriptors",
     "box_iou",
     "keypoint_similarity",
     "motion_similarity",
+    "track_frame",
 ]

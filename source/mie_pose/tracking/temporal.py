@@ -55,6 +55,15 @@ class TemporalProcessor:
         return record, smoothed
 
 
+def track_frame(processor: TemporalProcessor, entry: dict, record: dict, appearances=None) -> tuple[dict, dict | None]:
+    """The next frame of a video through ``processor``, at the size its frame manifest ``entry`` gives
+    (``width``/``height``, 1 where missing): ``(raw, smoothed | None)`` as ``TemporalProcessor.process``.
+
+    The one per-frame step both PoseDetection operators run, in frame order: the local one as frames come
+    out of the backend, the AWS one as it streams the stored pages in its commit step."""
+    return processor.process(record, entry.get("width") or 1, entry.get("height") or 1, appearances)
+
+
 def to_pixels(person: dict, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """A schema person's box (4,) and keypoints (17, 3) in pixels."""
     keypoints = np.asarray(person["keypoints"], np.float64).copy()
