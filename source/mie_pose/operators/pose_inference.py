@@ -46,7 +46,7 @@ from ..backends.registry import THREADED_BACKENDS, build_backend, resolve_name
 from ..dataplane.base import DEFAULT_PAGE_FRAMES
 from ..storage import MediaLocation
 from ..tracking import OneEuroConfig, TemporalProcessor
-from ..tracking.temporal import appearance_descriptors
+from ..tracking.temporal import appearance_descriptors, track_frame
 from .contract import STATUS_COMPLETE, OperatorError, OperatorEvent, OperatorOutput, OperatorRuntime, operator
 
 NAME = schema.OPERATOR_NAME
@@ -256,7 +256,7 @@ def run_frames(runtime: OperatorRuntime, bucket: str, entries: list[dict], backe
               else iter_sequential(runtime, bucket, entries, backends[0]))
     raw, smoothed = [], [] if processor.smoothing else None
     for done, (entry, (record, appearances)) in enumerate(zip(entries, source), start=1):
-        record, filtered = processor.process(record, entry.get("width") or 1, entry.get("height") or 1, appearances)
+        record, filtered = track_frame(processor, entry, record, appearances)
         raw.append(record)
         if smoothed is not None:
             smoothed.append(filtered)
