@@ -7,6 +7,9 @@ height and key. On failure every frame written so far is deleted, so a failed st
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import contextlib
 import json
 import logging
 import warnings
@@ -20,6 +23,8 @@ from .contract import STATUS_COMPLETE, OperatorError, OperatorEvent, OperatorOut
 NAME = "FrameExtraction"
 DEFAULT_FPS = 2.0
 JPEG_QUALITY = 90
+# Frames decoded ahead of the JPEG writer thread.
+ENCODE_AHEAD = 4
 
 log = logging.getLogger("mie_pose.operators.frame_extraction")
 
@@ -36,6 +41,25 @@ def write_frame(storage, bucket: str, prefix: str, number: int, image) -> dict:
     key = f"{prefix}{number:06d}.jpg"
     storage.write_bytes(MediaLocation(bucket, key), encoded.tobytes(), "image/jpeg")
     return {"width": int(image.shape[1]), "height": int(image.shape[0]), "key": key}
+
+
+def _encode_behind(frames, storage, bucket: str, prefix: str, ahead: int = ENCODE_AHEAD):
+    """Yield ``(frame, manifest fields)`` in order, JPEG-encoding and writing on a second thread while the
+    decoder moves on (OpenCV releases the GIL in both); at most ``ahead`` frames wait in memory."""
+    pending: collections.deque = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-writer") as writer:
+        try:
+            for frame in frames:
+                pending.append((frame, writer.submit(write_frame, storage, bucket, prefix, frame.index, frame.image)))
+                if len(pending) > ahead:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 def _optional_int(configuration: dict, key: str):
@@ -70,11 +94,12 @@ def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
                 log.warning("%s", message)
             total = sampler.expected_count()
             entries = []
-            for frame in sampler:
-                entry = write_frame(storage, video.bucket, prefix, frame.index, frame.image)
-                entries.append({"index": frame.index, "timestamp_ms": frame.timestamp_ms, **entry})
-                if runtime.progress:
-                    runtime.progress(len(entries), max(total, len(entries)))
+            # closing(): on any failure the writer thread has finished before the cleanup below deletes.
+            with contextlib.closing(_encode_behind(sampler, storage, video.bucket, prefix)) as written:
+                for frame, entry in written:
+                    entries.append({"index": frame.index, "timestamp_ms": frame.timestamp_ms, **entry})
+                    if runtime.progress:
+                        runtime.progress(len(entries), max(total, len(entries)))
         if not entries:
             raise OperatorError("video has no frames to sample")
         video_info = sampler.info.to_dict()
