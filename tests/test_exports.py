@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import stat
 import subprocess
 
 import cv2
@@ -78,6 +80,17 @@ def test_csv(analysed, tmp_path):
         assert int(row["timestamp_ms"]) == frame["timestamp_ms"] and int(row["track_id"]) == person["track_id"]
         assert float(row["bbox_x1"]) == pytest.approx(person["bbox"][2] * document["video"]["width"], abs=0.01)
         assert float(row["nose_y"]) == pytest.approx(person["keypoints"][0][1] * document["video"]["height"], abs=0.01)
+
+
+def test_exported_file_gets_the_users_usual_mode(analysed, tmp_path):
+    home, asset_id, _ = analysed
+    out = tmp_path / "poses.csv"
+    mask = os.umask(0o022)
+    try:
+        assert export(home, asset_id, "--format", "csv", "-o", str(out)) == 0
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
 
 
 @pytest.mark.parametrize("use_ffmpeg", [True, False])
