@@ -20,7 +20,6 @@ import math
 import warnings
 
 
-from .. import aws_runtime
 from ..operators.contract import STATUS_COMPLETE, OperatorError
 from ..operators.frame_extraction import NAME, frames_prefix, write_frame
 from ..operators.frame_extraction import _optional_int as optional_int
@@ -149,16 +148,5 @@ def cleanup(state: dict, runtime) -> None:
 
 
 def handler(event: dict, context=None) -> dict:
-    workflow_state.log_event(NAME, event)
-    runtime = aws_runtime.runtime_from_environment()
-    step = event.get("Step")
-    try:
-        if step == "plan":
-            return plan(event["State"], runtime)
-        if step == "extract":
-            return extract(event["State"], event["Item"], runtime)
-        if step == "commit":
-            return commit(event["State"], runtime)
-    except OperatorError as exc:
-        raise StepFailed(str(exc)) from None
-    raise StepFailed(f"unknown FrameExtraction step {step!r}")
+    return workflow_state.run_step(NAME, event, {"plan": plan, "extract": extract, "commit": commit},
+                                   failures=(OperatorError,))

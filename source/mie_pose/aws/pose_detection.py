@@ -265,16 +265,5 @@ def cleanup(state: dict, runtime) -> None:
 
 
 def handler(event: dict, context=None) -> dict:
-    workflow_state.log_event(NAME, event)
-    runtime = aws_runtime.runtime_from_environment()
-    step = event.get("Step")
-    try:
-        if step == "plan":
-            return plan(event["State"], runtime)
-        if step == "chunk":
-            return chunk(event["State"], event["Item"], runtime)
-        if step == "commit":
-            return commit(event["State"], runtime)
-    except (OperatorError, schema.SchemaError) as exc:
-        raise StepFailed(str(exc)) from None
-    raise StepFailed(f"unknown PoseDetection step {step!r}")
+    return workflow_state.run_step(NAME, event, {"plan": plan, "chunk": chunk, "commit": commit},
+                                   failures=(OperatorError, schema.SchemaError))

@@ -74,3 +74,23 @@ def advance(state: dict, output: dict) -> dict:
 def log_event(step: str, event: dict) -> None:
     if os.environ.get("MIE_POSE_LOG_EVENTS"):
         log.info("%s event: %s", step, json.dumps(event)[:4000])
+
+
+def run_step(operator_name: str, event: dict, steps: dict, failures: tuple = ()) -> dict:
+    """The Lambda entry of one operator's steps: ``event["Step"]`` picks ``steps[name](state, [item,] runtime)``.
+
+    Steps that take a Map item get ``event["Item"]``; ``failures`` (user-facing errors) become StepFailed
+    with their message, which the state machine records on the execution.
+    """
+    from .. import aws_runtime  # noqa: PLC0415  (boto3 is only needed inside Lambda)
+
+    log_event(operator_name, event)
+    step = steps.get(event.get("Step"))
+    if step is None:
+        raise StepFailed(f"unknown {operator_name} step {event.get('Step')!r}")
+    runtime = aws_runtime.runtime_from_environment()
+    args = (event["State"], event["Item"]) if "Item" in event else (event["State"],)
+    try:
+        return step(*args, runtime)
+    except failures as exc:
+        raise StepFailed(str(exc)) from None
