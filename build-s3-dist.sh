@@ -4,7 +4,7 @@
 #   ./build-s3-dist.sh [--no-upload] [--models-dir DIR | --build-models] DIST_BUCKET_PREFIX VERSION REGION
 #
 #   deployment/global-s3-assets/    mie-pose.template (bucket and version filled in), pose-workflow.asl.json
-#   deployment/regional-s3-assets/  mie-pose-lambda.zip, opencv-layer.zip, models/<container>/model.tar.gz
+#   deployment/regional-s3-assets/  mie-pose-lambda.zip, opencv-layer.zip, ffmpeg-layer.zip, models/<container>/model.tar.gz
 #
 # Without --no-upload both folders are copied to s3://DIST_BUCKET_PREFIX-REGION/mie-pose/VERSION/ with
 # `aws s3 cp` (the bucket must exist, in REGION). Model weights: --models-dir DIR (or MIE_POSE_MODELS_DIR)

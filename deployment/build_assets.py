@@ -10,6 +10,8 @@ Writes under ``--out`` (default: this folder):
   paths generated from ``api/routes.py``; ``pose-workflow.asl.json`` beside it (the same definition).
 - ``regional-s3-assets/mie-pose-lambda.zip``: the ``mie_pose`` package (every Lambda's code) plus crhelper.
 - ``regional-s3-assets/opencv-layer.zip``: the OpenCV layer (``opencv/build_layer.py``).
+- ``regional-s3-assets/ffmpeg-layer.zip``: the ffmpeg layer of the BrowserProxy function (the same builder,
+  ``opencv/ffmpeg-requirements.txt``).
 - ``regional-s3-assets/models/<container>/model.tar.gz``: one per SageMaker container, when weights are
   given: ``--models-dir`` (or ``MIE_POSE_MODELS_DIR``) is the output of ``models/build_model_tarballs.py
   --no-pack`` (``<container>/*-symbol.json``, ``*-0000.params``); ``--build-models`` runs that script
@@ -39,6 +41,7 @@ TEMPLATE_SOURCE = DEPLOYMENT / "mie-pose.yaml"
 TEMPLATE_NAME = "mie-pose.template"
 LAMBDA_ZIP = "mie-pose-lambda.zip"
 LAYER_ZIP = "opencv-layer.zip"
+FFMPEG_LAYER_ZIP = "ffmpeg-layer.zip"
 # Pure-Python packages the Lambda code needs beyond the runtime's boto3 (same pins as the aws extra).
 LAMBDA_REQUIREMENTS = ["crhelper==2.0.12"]
 SKIP_PARTS = {"__pycache__", ".pytest_cache"}
@@ -142,11 +145,20 @@ def build_lambda_zip(zip_path: Path) -> Path:
     return zip_path
 
 
-def build_layer_zip(zip_path: Path) -> Path:
+def _layer_builder():
     spec = importlib.util.spec_from_file_location("mie_pose_build_layer", ROOT / "opencv" / "build_layer.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build_layer(zip_path)
+    return module
+
+
+def build_layer_zip(zip_path: Path) -> Path:
+    return _layer_builder().build_layer(zip_path)
+
+
+def build_ffmpeg_layer_zip(zip_path: Path) -> Path:
+    builder = _layer_builder()
+    return builder.build_layer(zip_path, requirements=builder.FFMPEG_REQUIREMENTS)
 
 
 # ---- SageMaker model tarballs --------------------------------------------------------------------------
@@ -210,6 +222,7 @@ def main(argv=None) -> int:
         if not args.templates_only:
             built.append(build_lambda_zip(regional / LAMBDA_ZIP))
             built.append(build_layer_zip(regional / LAYER_ZIP))
+            built.append(build_ffmpeg_layer_zip(regional / FFMPEG_LAYER_ZIP))
             if args.models_dir or args.build_models:
                 built.extend(build_model_tarballs(args.models_dir, regional, args.build_models))
             else:

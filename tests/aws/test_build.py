@@ -56,6 +56,13 @@ def test_build_without_upload_writes_every_asset(tmp_path):
     assert any(n.startswith("python/numpy-1.23.5.dist-info/") for n in names)
     assert any("cpython-311-x86_64-linux-gnu" in n for n in names)
 
+    # The BrowserProxy function's layer: imageio-ffmpeg's static ffmpeg, executable once unzipped.
+    with zipfile.ZipFile(regional / "ffmpeg-layer.zip") as archive:
+        binaries = [i for i in archive.infolist() if i.filename.startswith("python/imageio_ffmpeg/binaries/ffmpeg-")]
+        unzipped = sum(i.file_size for i in archive.infolist())
+    assert len(binaries) == 1 and binaries[0].external_attr >> 16 & 0o111 == 0o111
+    assert unzipped < 150e6  # plus the function's code, well under Lambda's 250 MB
+
     for container in ("person-detector-yolo3", "pose-estimator-alphapose"):
         with tarfile.open(regional / "models" / container / "model.tar.gz") as tar:
             members = tar.getnames()

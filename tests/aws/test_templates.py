@@ -65,16 +65,40 @@ def test_state_machine_follows_the_workflow_definition(built_template):
     definition = load_definition()
     stages = ordered_stages(definition)
     assert asl["StartAt"] == f"{stages[0].operators[0]}Plan"
-    # Walk the happy path: every stage's operator runs Plan -> Map -> Commit in the definition's order.
-    walked, name = [], asl["StartAt"]
-    while not asl["States"][name].get("End"):
-        walked.append(name)
-        name = asl["States"][name]["Next"]
+    # Walk the happy path: every stage's operator runs Plan -> Map -> Commit in the definition's order; the
+    # stages after FrameExtraction run in the Parallel's first branch, the browser proxy in its second.
+    def walk(states: dict, name: str) -> list[str]:
+        walked = []
+        while True:
+            walked.append(name)
+            if states[name]["Type"] == "Parallel":
+                first = states[name]["Branches"][0]
+                walked.extend(walk(first["States"], first["StartAt"]))
+            if states[name].get("End"):
+                return walked
+            name = states[name]["Next"]
+
+    walked = walk(asl["States"], asl["StartAt"])
     operators = [stage.operators[0] for stage in stages]
-    assert walked == [f"{op}{step}" for op in operators for step in ("Plan", "Map", "Commit")]
-    assert name == "WorkflowComplete"
+    steps = [f"{op}{step}" for op in operators for step in ("Plan", "Map", "Commit")]
+    assert walked == steps[:3] + ["AfterFrameExtraction"] + steps[3:] + ["AnalysisDone", "WorkflowComplete"]
+    parallel = asl["States"]["AfterFrameExtraction"]
+    assert parallel["OutputPath"] == "$[0]" and parallel["Next"] == "WorkflowComplete"
+    states = {**asl["States"], **parallel["Branches"][0]["States"]}
     for op in operators:
-        assert asl["States"][f"{op}Map"]["MaxConcurrency"] == "__MAP_CONCURRENCY__"
+        assert states[f"{op}Map"]["MaxConcurrency"] == "__MAP_CONCURRENCY__"
+    # Every operator failure is cleaned up and fails the execution, in whichever branch it runs.
+    assert states["FrameExtractionFailed"]["Next"] == "WorkflowFailed"
+    assert states["PoseDetectionFailed"]["Next"] == "AnalysisFailed"
+    for failed, error in (("WorkflowFailed", "WorkflowError"), ("AnalysisFailed", "AnalysisError")):
+        assert states[failed]["Parameters"]["Step"] == "fail" and states[error]["Type"] == "Fail"
+    # The browser proxy never fails the workflow: any error of its task is caught into a Pass that ends.
+    proxy = parallel["Branches"][1]
+    task = proxy["States"][proxy["StartAt"]]
+    assert task["Resource"] == "${BrowserProxyFunctionArn}"
+    assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": "BrowserProxyFailed"}]
+    assert proxy["States"]["BrowserProxyFailed"] == {"Type": "Pass", "Comment": "recorded in the execution history only",
+                                                      "End": True}
     # The template carries the same definition, with the concurrency bound to the stack parameter.
     properties = template["Resources"]["StateMachine"]["Properties"]
     assert "${MapConcurrency}" in properties["DefinitionString"]
@@ -83,7 +107,7 @@ def test_state_machine_follows_the_workflow_definition(built_template):
         {k: f"arn:aws:lambda:us-east-1:123456789012:function:{k[:-3]}" for k in state_machine.substitution_names()
          if k.endswith("Arn")} | {"MapConcurrency": 10}))
     assert set(properties["DefinitionSubstitutions"]) == set(state_machine.substitution_names())
-    retry = asl["States"]["PoseDetectionMap"]["ItemProcessor"]["States"]["PoseDetectionItem"]["Retry"]
+    retry = states["PoseDetectionMap"]["ItemProcessor"]["States"]["PoseDetectionItem"]["Retry"]
     assert any("EndpointThrottled" in r["ErrorEquals"] for r in retry)
 
 

@@ -12,6 +12,19 @@ stage's input. Any failure is caught into ``{Op}Failed`` (records which operator
 (cleans up what the operator wrote and marks the execution Error; earlier stages' results stay) -> a Fail
 state. Lambda ARNs and the Map concurrency are ``${...}`` placeholders, filled by CloudFormation's
 ``DefinitionSubstitutions`` (or ``render`` in tests).
+
+The browser proxy (``mie_pose.aws.browser_proxy``) is no stage: it needs only the uploaded video, and it
+must never fail the workflow. Once ``BROWSER_PROXY_AFTER`` committed (or at the start when the workflow
+has no such stage), a Parallel state runs the remaining stages in one branch and ``BrowserProxy`` in the
+other, so the transcode adds no time unless it is the longer branch::
+
+    ... FrameExtractionCommit -> AfterFrameExtraction (Parallel)
+        [ PoseDetectionPlan -> PoseDetectionMap -> PoseDetectionCommit -> AnalysisDone ]
+        [ BrowserProxy (any error caught -> BrowserProxyFailed) ]
+    -> WorkflowComplete (with the first branch's state)
+
+Operator failures in the first branch are cleaned up and recorded there (``AnalysisFailed``, the same
+workflow step as ``WorkflowFailed``) before its Fail state fails the Parallel and so the execution.
 """
 
 from __future__ import annotations
@@ -31,6 +44,9 @@ OPERATOR_STEPS = {
                                  "BackoffRate": 2.0}]},
 }
 WORKFLOW_FUNCTION = "WorkflowFunction"
+BROWSER_PROXY_FUNCTION = "BrowserProxyFunction"
+BROWSER_PROXY_AFTER = "FrameExtraction"
+PARALLEL_STATE = f"After{BROWSER_PROXY_AFTER}"
 MAP_CONCURRENCY = "MapConcurrency"
 _CONCURRENCY_SENTINEL = "__MAP_CONCURRENCY__"
 
@@ -51,7 +67,8 @@ def arn(function: str) -> str:
 
 def substitution_names() -> list[str]:
     """The ``DefinitionSubstitutions`` keys the template must provide."""
-    functions = sorted({steps["function"] for steps in OPERATOR_STEPS.values()} | {WORKFLOW_FUNCTION})
+    functions = sorted({steps["function"] for steps in OPERATOR_STEPS.values()}
+                       | {WORKFLOW_FUNCTION, BROWSER_PROXY_FUNCTION})
     return [f"{function}Arn" for function in functions] + [MAP_CONCURRENCY]
 
 
@@ -64,7 +81,7 @@ def operator_state_names(operator: str) -> list[str]:
     return [f"{operator}Plan", f"{operator}Map", f"{operator}Commit"]
 
 
-def _operator_states(operator: str, stage: str, next_state: str) -> dict:
+def _operator_states(operator: str, stage: str, next_state: str, workflow_failed: str = "WorkflowFailed") -> dict:
     if operator not in OPERATOR_STEPS:
         raise StateMachineError(f"operator {operator!r} has no AWS steps; add it to OPERATOR_STEPS")
     steps = OPERATOR_STEPS[operator]
@@ -106,40 +123,75 @@ def _operator_states(operator: str, stage: str, next_state: str) -> dict:
         },
         failed: {
             "Type": "Pass", "Result": {"Operator": operator, "Stage": stage},
-            "ResultPath": "$.Failed", "Next": "WorkflowFailed",
+            "ResultPath": "$.Failed", "Next": workflow_failed,
         },
     }
+
+
+def _failure_states(failed: str, error: str) -> dict:
+    """Clean up the failed operator and mark the execution Error (``failed``), then fail (``error``)."""
+    return {
+        failed: {"Type": "Task", "Resource": arn(WORKFLOW_FUNCTION), "Parameters": {"Step": "fail", "State.$": "$"},
+                 "Retry": [dict(LAMBDA_RETRY)], "Catch": [{"ErrorEquals": ["States.ALL"], "Next": error}],
+                 "Next": error},
+        error: {"Type": "Fail", "Error": "OperatorFailed",
+                "Cause": "An operator failed; the workflow execution record holds its message."},
+    }
+
+
+def _stages_states(stages: list, end_state: str, workflow_failed: str) -> dict:
+    states: dict = {}
+    for position, stage in enumerate(stages):
+        if len(stage.operators) != 1:
+            raise StateMachineError(f"stage {stage.name!r} has {len(stage.operators)} operators; "
+                                    "the AWS generator runs exactly one operator per stage")
+        next_state = f"{stages[position + 1].operators[0]}Plan" if position + 1 < len(stages) else end_state
+        states.update(_operator_states(stage.operators[0], stage.name, next_state, workflow_failed))
+    return states
+
+
+def _browser_proxy_branch() -> dict:
+    return {"StartAt": "BrowserProxy", "States": {
+        "BrowserProxy": {
+            "Type": "Task", "Resource": arn(BROWSER_PROXY_FUNCTION),
+            "Comment": "H.264 copy for browsers when they cannot play the original; never fails the workflow",
+            "Parameters": {"State.$": "$"}, "Retry": [dict(LAMBDA_RETRY)],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": "BrowserProxyFailed"}],
+            "End": True},
+        "BrowserProxyFailed": {"Type": "Pass", "Comment": "recorded in the execution history only", "End": True},
+    }}
 
 
 def build_definition(definition: dict | None = None) -> dict:
     """The ASL document for the workflow definition (placeholders unfilled)."""
     definition = definition or load_definition()
     stages = ordered_stages(definition)
-    states: dict = {}
-    for position, stage in enumerate(stages):
-        if len(stage.operators) != 1:
-            raise StateMachineError(f"stage {stage.name!r} has {len(stage.operators)} operators; "
-                                    "the AWS generator runs exactly one operator per stage")
-        if position + 1 < len(stages):
-            next_state = f"{stages[position + 1].operators[0]}Plan"
-        else:
-            next_state = "WorkflowComplete"
-        states.update(_operator_states(stage.operators[0], stage.name, next_state))
-    workflow = arn(WORKFLOW_FUNCTION)
-    states["WorkflowComplete"] = {"Type": "Task", "Resource": workflow,
+    split = next((position + 1 for position, stage in enumerate(stages) if BROWSER_PROXY_AFTER in stage.operators), 0)
+    before, after = stages[:split], stages[split:]
+
+    states = _stages_states(before, PARALLEL_STATE, "WorkflowFailed")
+    if before:
+        states.update(_failure_states("WorkflowFailed", "WorkflowError"))
+    analysis = _stages_states(after, "AnalysisDone", "AnalysisFailed")
+    if after:
+        analysis.update(_failure_states("AnalysisFailed", "AnalysisError"))
+    analysis["AnalysisDone"] = {"Type": "Pass", "End": True}
+    states[PARALLEL_STATE] = {
+        "Type": "Parallel",
+        "Comment": "the remaining stages, and the browser proxy beside them",
+        "Branches": [{"StartAt": f"{after[0].operators[0]}Plan" if after else "AnalysisDone", "States": analysis},
+                     _browser_proxy_branch()],
+        # The execution state goes on from the stages' branch; the proxy's result stays in the history.
+        "OutputPath": "$[0]",
+        "Next": "WorkflowComplete",
+    }
+    states["WorkflowComplete"] = {"Type": "Task", "Resource": arn(WORKFLOW_FUNCTION),
                                   "Parameters": {"Step": "complete", "State.$": "$"},
                                   "Retry": [dict(LAMBDA_RETRY)], "End": True}
-    states["WorkflowFailed"] = {"Type": "Task", "Resource": workflow,
-                                "Parameters": {"Step": "fail", "State.$": "$"},
-                                "Retry": [dict(LAMBDA_RETRY)],
-                                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "WorkflowError"}],
-                                "Next": "WorkflowError"}
-    states["WorkflowError"] = {"Type": "Fail", "Error": "OperatorFailed",
-                               "Cause": "An operator failed; the workflow execution record holds its message."}
     return {
         "Comment": f"{definition['Name']}: {definition.get('Description', '')}. "
                    "Generated from pose_workflow.json by mie_pose.aws.state_machine.",
-        "StartAt": f"{stages[0].operators[0]}Plan",
+        "StartAt": f"{before[0].operators[0]}Plan" if before else PARALLEL_STATE,
         "States": states,
     }
 

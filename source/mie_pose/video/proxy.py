@@ -4,6 +4,11 @@ Why: OpenCV writes MPEG-4 Part 2 (``mp4v``) and users upload AVI or MKV; browser
 Pose tab would show an empty player. The proxy is made once with Debian's ffmpeg (libx264, yuv420p,
 faststart, timestamps passed through so overlay times still match) and cached next to the asset's
 media as ``proxy/browser.mp4``. Without ffmpeg the original is used and the reason is reported.
+
+The decision (``needs_browser_proxy``) and the command (``transcode_h264``) are shared with the AWS
+BrowserProxy step (``mie_pose.aws.browser_proxy``), which runs where only a static ffmpeg exists (PyPI
+``imageio-ffmpeg``, no ffprobe, no OpenCV): ``find_ffmpeg`` falls back to that binary, and without ffprobe
+the container, codec and pixel format are read from ``ffmpeg -i``'s stream summary.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -62,7 +68,7 @@ def browser_media(dataplane, asset_id: str, ffmpeg: str | None = None) -> Browse
     proxy = proxy_path(dataplane, asset_id)
     if proxy.is_file():
         return BrowserMedia(proxy, "proxy")
-    ffmpeg = ffmpeg or shutil.which("ffmpeg")
+    ffmpeg = ffmpeg or find_ffmpeg()
     if ffmpeg is None:
         log.warning("ffmpeg is missing: serving %s as it is; browsers may not play it", original.name)
         return BrowserMedia(original, "unconverted", "ffmpeg is missing")
@@ -88,27 +94,109 @@ def ensure_browser_proxy(dataplane, asset_id: str, ffmpeg: str | None = None) ->
     return browser_media(dataplane, asset_id, ffmpeg).path
 
 
-def is_browser_playable(path: Path, ffprobe: str | None) -> bool:
-    """True when the container and first video stream are ones every major browser decodes."""
-    if ffprobe is None:
-        return False
+def find_ffmpeg() -> str | None:
+    """ffmpeg on PATH, else the static binary of PyPI ``imageio-ffmpeg`` when that is installed (the AWS
+    layer's), else None."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
     try:
-        result = subprocess.run(
-            [ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries",
-             "format=format_name:stream=codec_name,pix_fmt", "-of", "json", str(path)],
-            capture_output=True, timeout=60, check=True)
-        info = json.loads(result.stdout)
-        formats = set(info["format"]["format_name"].split(","))
-        stream = info["streams"][0]
+        import imageio_ffmpeg  # noqa: PLC0415  (optional)
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # noqa: BLE001  (not installed, or its binary is missing: no ffmpeg)
+        return None
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the playability decision needs: container names, first video stream's codec and pixel format."""
+
+    formats: frozenset
+    codec: str | None
+    pix_fmt: str | None
+
+    def browser_playable(self) -> bool:
+        if self.pix_fmt not in _PLAYABLE_PIX_FMTS:
+            return False
+        return any(self.formats & containers and self.codec in codecs for containers, codecs in _PLAYABLE)
+
+
+def probe_stream(path: Path, ffmpeg: str | None, ffprobe: str | None = None) -> StreamInfo | None:
+    """The container and first video stream of ``path`` by ffprobe when given, else by ``ffmpeg -i``; None
+    when neither tool is there or the file is not readable media."""
+    try:
+        if ffprobe:
+            result = subprocess.run(
+                [ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries",
+                 "format=format_name:stream=codec_name,pix_fmt", "-of", "json", str(path)],
+                capture_output=True, timeout=60, check=True)
+            info = json.loads(result.stdout)
+            stream = info["streams"][0]
+            return StreamInfo(frozenset(info["format"]["format_name"].split(",")), stream.get("codec_name"),
+                              stream.get("pix_fmt"))
+        if ffmpeg:
+            # No output file: ffmpeg prints the input summary and exits 1 ("At least one output file...").
+            result = subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-i", str(path)],
+                                    capture_output=True, timeout=60)
+            return parse_ffmpeg_summary(result.stderr.decode(errors="replace"))
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
-        return False
-    if stream.get("pix_fmt") not in _PLAYABLE_PIX_FMTS:
-        return False
-    return any(formats & containers and stream.get("codec_name") in codecs for containers, codecs in _PLAYABLE)
+        return None
+    return None
 
 
-def transcode_h264(source: Path, target: Path, ffmpeg: str = "ffmpeg") -> Path:
-    """Write an H.264/yuv420p/faststart mp4 of ``source`` at ``target`` (atomically)."""
+_INPUT_LINE = re.compile(r"^Input #0, (?P<formats>.+?), from ", re.MULTILINE)
+_VIDEO_LINE = re.compile(r"^\s*Stream #0:\d+\S*: Video: (?P<rest>.+)$", re.MULTILINE)
+
+
+def parse_ffmpeg_summary(text: str) -> StreamInfo | None:
+    """The container names and first video stream of ``ffmpeg -i``'s summary, e.g.::
+
+        Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'clip.mp4':
+          Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709, progressive), ...
+
+    (the names ffprobe reports as format_name, codec_name and pix_fmt)."""
+    source, video = _INPUT_LINE.search(text), _VIDEO_LINE.search(text)
+    if not source or not video:
+        return None
+    fields = _top_level_fields(video.group("rest"))
+    codec = fields[0].split()[0] if fields and fields[0].split() else None
+    pix_fmt = (re.match(r"\w*", fields[1]).group(0) or None) if len(fields) > 1 else None
+    return StreamInfo(frozenset(name.strip() for name in source.group("formats").split(",")), codec, pix_fmt)
+
+
+def _top_level_fields(text: str) -> list[str]:
+    """Split on commas outside parentheses: ``yuv420p(tv, bt709)`` stays one field."""
+    fields, depth, current = [], 0, []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        if char == "," and depth == 0:
+            fields.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current).strip())
+    return fields
+
+
+def is_browser_playable(path: Path, ffmpeg: str | None, ffprobe: str | None = None) -> bool:
+    """True when the container and first video stream are ones every major browser decodes (False when it
+    cannot be told: no ffmpeg/ffprobe, or not media)."""
+    info = probe_stream(path, ffmpeg, ffprobe)
+    return info is not None and info.browser_playable()
+
+
+def needs_browser_proxy(path: Path, ffmpeg: str) -> bool:
+    """The decision, local and on AWS: ffprobe beside ffmpeg (or on PATH) when there is one, else ffmpeg."""
+    return not is_browser_playable(path, ffmpeg, _ffprobe_beside(ffmpeg))
+
+
+def transcode_h264(source: Path, target: Path, ffmpeg: str = "ffmpeg", timeout_s: float = TRANSCODE_TIMEOUT_S) -> Path:
+    """Write an H.264/yuv420p/faststart mp4 of ``source`` at ``target`` (atomically); give up (TimeoutExpired)
+    after ``timeout_s``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{target.name}")
     command = [
@@ -120,7 +208,7 @@ def transcode_h264(source: Path, target: Path, ffmpeg: str = "ffmpeg") -> Path:
         "-c:a", "aac", "-movflags", "+faststart", "-f", "mp4", str(partial),
     ]
     try:
-        result = subprocess.run(command, capture_output=True, timeout=TRANSCODE_TIMEOUT_S)
+        result = subprocess.run(command, capture_output=True, timeout=timeout_s)
         if result.returncode != 0:
             raise subprocess.SubprocessError(result.stderr.decode(errors="replace").strip() or "ffmpeg failed")
         os.replace(partial, target)
@@ -135,7 +223,7 @@ def _playable_cached(path: Path, ffmpeg: str) -> bool:
     stat = path.stat()
     key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _playable:
-        _playable[key] = is_browser_playable(path, _ffprobe_beside(ffmpeg))
+        _playable[key] = not needs_browser_proxy(path, ffmpeg)
     return _playable[key]
 
 
