@@ -99,6 +99,13 @@ def test_mpeg4_part2_upload_gets_an_h264_proxy_that_media_url_serves(moto_stack,
     capture.release()
     status = status_object(stack, key)
     assert status["Status"] == "Created" and status["WorkflowExecutionId"] == started["WorkflowExecutionId"]
+    # The frames (intermediate) carry the lifecycle tag; the proxy does not.
+    frames = sorted(keys(stack, f"private/{started['AssetId']}/workflows/"))
+    assert frames and frames[-1].endswith("/frames/manifest.json")
+    tag = {"Key": "mie-pose-intermediate", "Value": "frames"}
+    for frame in (frames[0], frames[-1]):
+        assert stack.s3.get_object_tagging(Bucket=stack.upload_bucket, Key=frame)["TagSet"] == [tag]
+    assert stack.s3.get_object_tagging(Bucket=stack.upload_bucket, Key=target.key)["TagSet"] == []
     assert status["Proxy"] == target.to_event()
 
     status_code, body = api("GET", f"/media-url/{started['AssetId']}")

@@ -190,3 +190,49 @@ def test_api_may_read_the_videos_it_presigns(built_template):
     assert any("mie-pose-upload-${AWS::AccountId}-${Id}/*" in json.dumps(r) for r in reads[0])
     env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert env["WORKFLOW_TABLE"] == {"Ref": "WorkflowTable"}
+
+
+def test_every_bucket_denies_plain_http_and_aborts_stale_uploads(built_template):
+    _, template, _ = built_template
+    resources = template["Resources"]
+    buckets = {n for n, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    policies = {r["Properties"]["Bucket"]["Ref"]: r["Properties"]["PolicyDocument"]
+                for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"}
+    assert set(policies) == buckets
+    for bucket, policy in policies.items():
+        deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+        assert len(deny) == 1 and deny[0]["Principal"] == "*" and deny[0]["Action"] == "s3:*"
+        assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        # The bucket itself and every object in it.
+        assert deny[0]["Resource"] == [{"Fn::GetAtt": [bucket, "Arn"]}, {"Fn::Sub": f"${{{bucket}.Arn}}/*"}]
+        assert all(s["Effect"] == "Deny" for s in policy["Statement"])  # grants nothing
+        rules = resources[bucket]["Properties"]["LifecycleConfiguration"]["Rules"]
+        abort = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+        assert len(abort) == 1 and abort[0]["Status"] == "Enabled" and "Prefix" not in abort[0]
+        assert abort[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+
+
+def test_intermediate_frames_expire_after_a_parameter_number_of_days(built_template):
+    from mie_pose.operators.frame_extraction import frames_prefix
+    from mie_pose.storage.s3 import INTERMEDIATE_TAG, object_tagging
+
+    _, template, _ = built_template
+    parameter = template["Parameters"]["FramesExpirationDays"]
+    assert parameter["Type"] == "Number" and parameter["Default"] == 7 and parameter["MinValue"] == 1
+    for bucket in ("UploadBucket", "DataplaneBucket"):  # frames go beside the video, in either bucket
+        rules = template["Resources"][bucket]["Properties"]["LifecycleConfiguration"]["Rules"]
+        expire = [r for r in rules if "ExpirationInDays" in r]
+        assert len(expire) == 1 and expire[0]["Status"] == "Enabled"
+        assert expire[0]["ExpirationInDays"] == {"Ref": "FramesExpirationDays"}
+        assert expire[0]["TagFilters"] == [{"Key": INTERMEDIATE_TAG[0], "Value": INTERMEDIATE_TAG[1]}]
+        assert "Prefix" not in expire[0]
+    # The tag goes on exactly the frames layout: frames, range parts and manifest, never inputs or results.
+    prefix = frames_prefix("asset-1", "exec-1")
+    for key in (f"{prefix}000001.jpg", f"{prefix}manifest.json", f"{prefix}ranges/000000.json"):
+        assert object_tagging(key) == "mie-pose-intermediate=frames"
+    for key in ("uploads/clip.mp4", "uploads/proxy/browser.mp4", "private/asset-1/metadata/PoseDetection/v/000000.json.gz",
+                "private/assets/asset-1/input/clip.mp4", "private/asset-1/workflows/exec-1/other.json"):
+        assert object_tagging(key) is None
+    # Writers of frames may tag them; nobody else gets the permission.
+    taggers = {role for role, s in _statements(template) if "s3:PutObjectTagging" in s["Action"]}
+    assert taggers == {"FrameExtractionRole", "WorkflowRole"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,18 @@ from .base import MediaLocation, Storage, StorageError
 
 # DeleteObjects takes at most this many keys per call.
 _DELETE_BATCH = 1000
+
+# Intermediate objects (FrameExtraction's frames, range parts and manifest under
+# ``operators.frame_extraction.frames_prefix``: ``private/{asset}/workflows/{execution}/frames/``) get this tag;
+# the stack's lifecycle rule expires tagged objects after its FramesExpirationDays (S3 lifecycle filters are
+# prefixes or tags, and no prefix selects this layout).
+INTERMEDIATE_TAG = ("mie-pose-intermediate", "frames")
+_INTERMEDIATE_KEY = re.compile(r"^private/[^/]+/workflows/[^/]+/frames/")
+
+
+def object_tagging(key: str) -> str | None:
+    """The ``Tagging`` (URL query form) an object at ``key`` is written with, or None."""
+    return "=".join(INTERMEDIATE_TAG) if _INTERMEDIATE_KEY.match(key) else None
 
 
 def _is_missing(exc: Exception) -> bool:
@@ -36,8 +49,10 @@ class S3Storage(Storage):
 
     def write_bytes(self, location: MediaLocation, data: bytes, content_type: str = "application/octet-stream") -> None:
         # A PUT is atomic: readers see the old object or the new one, never half of it.
+        extra = {"Tagging": tagging} if (tagging := object_tagging(location.key)) else {}
         try:
-            self.client.put_object(Bucket=location.bucket, Key=location.key, Body=data, ContentType=content_type)
+            self.client.put_object(Bucket=location.bucket, Key=location.key, Body=data, ContentType=content_type,
+                                   **extra)
         except Exception as exc:  # noqa: BLE001
             raise StorageError(f"cannot write s3://{location.bucket}/{location.key}: {exc}") from exc
 
