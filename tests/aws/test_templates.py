@@ -114,10 +114,13 @@ def test_state_machine_follows_the_workflow_definition(built_template):
 def test_api_paths_are_the_routes_table(built_template):
     _, template, _ = built_template
     body = template["Resources"]["RestApi"]["Properties"]["Body"]
-    declared = sorted((method.upper(), path) for path, methods in body["paths"].items() for method in methods)
+    declared = sorted((method.upper(), path) for path, methods in body["paths"].items() for method in methods
+                      if method != "options")
     assert declared == sorted((method, path) for method, path, _, _ in ROUTES)
     for methods in body["paths"].values():
-        for operation in methods.values():
+        for method, operation in methods.items():
+            if method == "options":  # the CORS preflight: see test_cors_preflight_needs_no_signature
+                continue
             assert operation["security"] == [{"sigv4": []}]
             assert operation["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
     assert body["components"]["securitySchemes"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
@@ -236,3 +239,42 @@ def test_intermediate_frames_expire_after_a_parameter_number_of_days(built_templ
     # Writers of frames may tag them; nobody else gets the permission.
     taggers = {role for role, s in _statements(template) if "s3:PutObjectTagging" in s["Action"]}
     assert taggers == {"FrameExtractionRole", "WorkflowRole"}
+
+
+def test_cors_preflight_needs_no_signature_when_an_origin_is_set(built_template):
+    _, template, _ = built_template
+    assert template["Conditions"]["HasCorsOrigin"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CorsOrigin"}, ""]}]}
+    parameter = template["Parameters"]["CorsOrigin"]
+    import re
+
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert all(pattern.fullmatch(v) for v in ("", "https://app.example.com", "http://localhost:8080"))
+    assert not any(pattern.fullmatch(v) for v in ("*", "https://a.com/path", "https://a.com'", "https://a.com,b"))
+
+    body = template["Resources"]["RestApi"]["Properties"]["Body"]
+    methods_of = {}
+    for method, path, _, _ in ROUTES:
+        methods_of.setdefault(path, set()).add(method)
+    for path, methods in body["paths"].items():
+        condition, preflight, otherwise = methods["options"]["Fn::If"]
+        assert condition == "HasCorsOrigin" and otherwise == {"Ref": "AWS::NoValue"}  # no origin: no OPTIONS
+        assert preflight["security"] == []  # browsers cannot sign a preflight
+        integration = preflight["x-amazon-apigateway-integration"]
+        assert integration["type"] == "mock"  # answered by API Gateway, no Lambda call
+        headers = integration["responses"]["default"]["responseParameters"]
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == {"Fn::Sub": "'${CorsOrigin}'"}
+        allowed = headers["method.response.header.Access-Control-Allow-Methods"].strip("'").split(",")
+        assert set(allowed) == methods_of[path] | {"OPTIONS"}
+        assert "Authorization" in headers["method.response.header.Access-Control-Allow-Headers"]
+        assert "X-Amz-Date" in headers["method.response.header.Access-Control-Allow-Headers"]
+        declared = preflight["responses"]["200"]["headers"]
+        assert {f"method.response.header.{name}" for name in declared} == set(headers)
+        assert [p["name"] for p in preflight.get("parameters", [])] == re.findall(r"\{(\w+)\}", path)
+    # API Gateway's own errors (a refused signature) carry the origin too, or the browser hides them.
+    condition, responses, _ = body["x-amazon-apigateway-gateway-responses"]["Fn::If"]
+    assert condition == "HasCorsOrigin" and set(responses) == {"DEFAULT_4XX", "DEFAULT_5XX"}
+    for response in responses.values():
+        assert response["responseParameters"] == {
+            "gatewayresponse.header.Access-Control-Allow-Origin": {"Fn::Sub": "'${CorsOrigin}'"}}
+    env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CORS_ORIGIN"] == {"Ref": "CorsOrigin"}

@@ -338,3 +338,56 @@ def test_dynamo_dataplane_registry(mocked):
     assert dataplane.get_registration("operation", "A") is None and dataplane.get_registration("stage", "A")
     with pytest.raises(DataplaneError, match="kinds are"):
         dataplane.put_registration("thing", "A", {})
+
+
+# ---- CORS in the API adapter ----------------------------------------------------------------------------
+def _options(path: str) -> dict:
+    return {"httpMethod": "OPTIONS", "path": path, "queryStringParameters": None, "body": None,
+            "isBase64Encoded": False}
+
+
+def test_preflight_is_answered_with_the_route_methods_when_cors_is_on(monkeypatch):
+    from mie_pose.aws import api as api_lambda
+
+    monkeypatch.setenv("CORS_ORIGIN", "https://app.example.com")
+    monkeypatch.setattr(api_lambda, "services_from_environment", lambda: pytest.fail("a preflight needs no services"))
+    answer = api_lambda.handler(_options("/asset"), None)
+    assert answer["statusCode"] == 204 and answer["body"] == ""
+    headers = answer["headers"]
+    assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert headers["Access-Control-Allow-Methods"] == "GET,POST,OPTIONS"
+    assert set(headers["Access-Control-Allow-Headers"].split(",")) >= {"Authorization", "Content-Type", "X-Amz-Date",
+                                                                        "X-Amz-Security-Token"}
+    assert int(headers["Access-Control-Max-Age"]) > 0
+    path = api_lambda.handler(_options("/metadata/a1/PoseDetection"), None)["headers"]["Access-Control-Allow-Methods"]
+    assert path == "GET,OPTIONS"
+    # The same headers API Gateway's mock integration answers with.
+    from mie_pose.aws.openapi import api_body
+
+    mock = api_body()["paths"]["/asset"]["options"]["Fn::If"][1]["x-amazon-apigateway-integration"]
+    parameters = mock["responses"]["default"]["responseParameters"]
+    for name in ("Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age"):
+        assert parameters[f"method.response.header.{name}"] == f"'{headers[name]}'"
+
+
+def test_preflight_is_not_special_without_an_origin_or_a_route(monkeypatch):
+    from mie_pose.aws import api as api_lambda
+
+    monkeypatch.delenv("CORS_ORIGIN", raising=False)
+    assert api_lambda.preflight(api_lambda.request_from_event(_options("/asset"))) is None
+    monkeypatch.setenv("CORS_ORIGIN", "https://app.example.com")
+    assert api_lambda.preflight(api_lambda.request_from_event(_options("/no/such/route"))) is None
+    event = {**_options("/asset"), "httpMethod": "GET"}
+    assert api_lambda.preflight(api_lambda.request_from_event(event)) is None
+
+
+def test_every_answer_carries_the_origin_when_cors_is_on(monkeypatch):
+    from mie_pose.api.core import ApiResponse
+    from mie_pose.aws import api as api_lambda
+
+    monkeypatch.setenv("CORS_ORIGIN", "https://app.example.com")
+    for status in (200, 404, 500):
+        headers = api_lambda.response_to_proxy(ApiResponse(status, {"x": 1}))["headers"]
+        assert headers["Access-Control-Allow-Origin"] == "https://app.example.com" and headers["Vary"] == "Origin"
+    monkeypatch.delenv("CORS_ORIGIN")
+    assert api_lambda.response_to_proxy(ApiResponse(200, {}))["headers"] == {"Content-Type": "application/json"}

@@ -2,6 +2,10 @@
 
 API Gateway authorizes every call with IAM (SigV4) before this runs; routing, validation and errors are
 ``mie_pose.api.core``'s, so the local server and this Lambda answer the same routes the same way.
+
+With ``CORS_ORIGIN`` set (the stack's CorsOrigin), every answer carries Access-Control-Allow-Origin, and an
+``OPTIONS`` preflight that reaches this function (API Gateway answers it itself; a proxy in front may not)
+gets the same Access-Control-Allow-* headers as the gateway's mock integration.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import os
 
 from .. import aws_runtime
 from ..api.core import ApiRequest, ApiResponse, ApiServices, handle_request
+from ..api.routes import match_route
 from ..storage import MediaLocation, StorageError, browser_proxy_location
 from . import starter
+from .openapi import preflight_headers
 
 # A <video> element cannot sign requests, so GET /media-url answers a presigned S3 URL this short-lived.
 MEDIA_URL_EXPIRES_S = 900
@@ -26,12 +32,28 @@ def request_from_event(event: dict) -> ApiRequest:
                       query=dict(event.get("queryStringParameters") or {}), body=body)
 
 
-def response_to_proxy(response: ApiResponse) -> dict:
-    headers = {"Content-Type": "application/json"}
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _cors_headers() -> dict:
     origin = os.environ.get("CORS_ORIGIN")
-    if origin:
-        headers["Access-Control-Allow-Origin"] = origin
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
+
+
+def response_to_proxy(response: ApiResponse) -> dict:
+    headers = {"Content-Type": "application/json", **_cors_headers()}
     return {"statusCode": response.status, "headers": headers, "body": response.encode().decode()}
+
+
+def preflight(request: ApiRequest) -> dict | None:
+    """The answer to a CORS preflight when CORS is on and the path is a route's; else None."""
+    if request.method != "OPTIONS" or not os.environ.get("CORS_ORIGIN"):
+        return None
+    allowed = [method for method in _METHODS if match_route(method, request.path)[0]]
+    if not allowed:
+        return None
+    return {"statusCode": 204, "headers": {**_cors_headers(), **preflight_headers(sorted(allowed) + ["OPTIONS"])},
+            "body": ""}
 
 
 def services_from_environment() -> ApiServices:
@@ -60,4 +82,8 @@ def services_from_environment() -> ApiServices:
 
 
 def handler(event: dict, context=None) -> dict:
-    return response_to_proxy(handle_request(request_from_event(event), services_from_environment()))
+    request = request_from_event(event)
+    answered = preflight(request)
+    if answered is not None:
+        return answered
+    return response_to_proxy(handle_request(request, services_from_environment()))

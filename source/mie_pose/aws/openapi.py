@@ -2,6 +2,12 @@
 
 One path per route, each method authorized with IAM (SigV4) and proxied to the API Lambda, which routes
 again through ``handle_request``: the deployed API and the local server answer exactly the same table.
+
+CORS (when the stack's ``CorsOrigin`` is set, condition ``HasCorsOrigin``): a browser's preflight carries no
+signature, so each path also gets an unauthenticated ``OPTIONS`` answered by API Gateway itself (a mock
+integration: no Lambda call) with the Access-Control-Allow-* headers; API Gateway's own errors (a refused
+signature, throttling) carry Access-Control-Allow-Origin through gateway responses, and the Lambda adds it
+to every answer it gives (``mie_pose.aws.api``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import re
 from ..api.routes import ROUTES
 
 API_FUNCTION = "ApiFunction"
+CORS_CONDITION = "HasCorsOrigin"
+CORS_PARAMETER = "CorsOrigin"
+# What a SigV4-signing browser client sends beyond the simple headers.
+CORS_ALLOW_HEADERS = "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256"
+CORS_MAX_AGE_S = 600
 _PARAM = re.compile(r"\{(\w+)\}")
 
 
@@ -36,13 +47,58 @@ def api_body(routes=None, function: str = API_FUNCTION) -> dict:
         if parameters:
             operation["parameters"] = parameters
         paths.setdefault(template, {})[method.lower()] = operation
+    for template, methods in paths.items():
+        allowed = sorted(m.upper() for m in methods) + ["OPTIONS"]
+        methods["options"] = _when_cors(_preflight(template, allowed))
     return {
         "openapi": "3.0.1",
         "info": {"title": "mie-pose dataplane and workflow API", "version": "1.0"},
         "paths": paths,
         "components": {"securitySchemes": {"sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
                                                      "x-amazon-apigateway-authtype": "awsSigv4"}}},
+        "x-amazon-apigateway-gateway-responses": _when_cors({
+            kind: {"responseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": _origin_literal()}}
+            for kind in ("DEFAULT_4XX", "DEFAULT_5XX")}),
     }
+
+
+def _when_cors(value: dict) -> dict:
+    """``value`` when the stack has a CorsOrigin, else nothing (the key disappears)."""
+    return {"Fn::If": [CORS_CONDITION, value, {"Ref": "AWS::NoValue"}]}
+
+
+def _origin_literal() -> dict:
+    # API Gateway mapping values are quoted literals; the parameter's AllowedPattern keeps quotes out.
+    return {"Fn::Sub": "'${" + CORS_PARAMETER + "}'"}
+
+
+def preflight_headers(allowed_methods: list[str]) -> dict[str, str]:
+    """The preflight answer's headers besides the origin (the mock integration's and the Lambda's)."""
+    return {"Access-Control-Allow-Methods": ",".join(allowed_methods),
+            "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+            "Access-Control-Max-Age": str(CORS_MAX_AGE_S)}
+
+
+def _preflight(template: str, allowed_methods: list[str]) -> dict:
+    headers = {"Access-Control-Allow-Origin": _origin_literal(),
+               **{name: f"'{value}'" for name, value in preflight_headers(allowed_methods).items()}}
+    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in _PARAM.findall(template)]
+    operation = {
+        "summary": "CORS preflight (no signature: browsers send none), answered by API Gateway",
+        "security": [],
+        "responses": {"200": {"description": "CORS headers", "headers": {
+            name: {"schema": {"type": "string"}} for name in headers}}},
+        "x-amazon-apigateway-integration": {
+            "type": "mock", "passthroughBehavior": "when_no_match",
+            "requestTemplates": {"application/json": '{"statusCode": 200}'},
+            "responses": {"default": {"statusCode": "200", "responseParameters": {
+                f"method.response.header.{name}": value for name, value in headers.items()}}},
+        },
+    }
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
 
 
 def body_hash(body: dict) -> str:
