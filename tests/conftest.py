@@ -54,18 +54,22 @@ def write_clip(path: Path, frames, fps: float, fourcc: str = "mp4v") -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def vtest_mp4(vtest_avi, media_dir) -> Path:
-    """The first 10 s of vtest.avi as an mp4 (what users upload)."""
-    capture = cv2.VideoCapture(str(vtest_avi))
+def first_frames(path: Path, count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
     frames = []
-    while len(frames) < 100:
+    while len(frames) < count:
         ok, frame = capture.read()
         if not ok:
             break
         frames.append(frame)
     capture.release()
-    return write_clip(media_dir / "vtest-10s.mp4", frames, 10.0)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def vtest_mp4(vtest_avi, media_dir) -> Path:
+    """The first 10 s of vtest.avi as an mp4 (what users upload)."""
+    return write_clip(media_dir / "vtest-10s.mp4", first_frames(vtest_avi, 100), 10.0)
 
 
 @pytest.fixture(scope="session")

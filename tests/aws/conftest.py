@@ -13,13 +13,11 @@ import traceback
 import zipfile
 from pathlib import Path
 
-import cv2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
 try:  # the AWS tests need the aws extra (moto, boto3, crhelper, cfn-lint)
     import crhelper  # noqa: F401
@@ -49,31 +47,11 @@ def built_template(build_assets, tmp_path_factory) -> tuple[Path, dict, dict]:
 
 
 @pytest.fixture(scope="session")
-def vtest_5s_mp4(tmp_path_factory) -> Path:
+def vtest_5s_mp4(vtest_avi, media_dir) -> Path:
     """The first 5 s of OpenCV's vtest.avi (pedestrians, 10 fps) written as an mp4."""
-    source = VTEST
-    if not source.exists():
-        gz = source.with_name(source.name + ".gz")
-        if not gz.exists():
-            pytest.skip("vtest.avi missing: install Debian package opencv-doc")
-        import gzip
+    from conftest import first_frames, write_clip  # the suite's root conftest (tests/)
 
-        source = tmp_path_factory.mktemp("vtest") / "vtest.avi"
-        source.write_bytes(gzip.decompress(gz.read_bytes()))
-    capture = cv2.VideoCapture(str(source))
-    frames = []
-    while len(frames) < 50:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    path = tmp_path_factory.mktemp("media") / "vtest-5s.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (frames[0].shape[1], frames[0].shape[0]))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
+    return write_clip(media_dir / "vtest-5s.mp4", first_frames(vtest_avi, 50), 10.0)
 
 
 @pytest.fixture
@@ -270,3 +248,41 @@ def walking_answer(count: int) -> dict:
         # that track ids cannot come from the order.
         images.append({"width": 384, "height": 288, "persons": persons[::-1] if frame % 2 else persons})
     return {"version": 1, "images": images}
+
+
+def run_local_pose_detection(monkeypatch, storage, asset_id: str, media: dict, next_persons,
+                             configuration: dict | None = None) -> tuple[dict, dict]:
+    """The local PoseDetection operator on the frames ``media`` points at, its backend answering
+    ``next_persons()`` for each frame in turn (what the endpoint answered on AWS): (documents, output).
+
+    The dataplane is a capture of what the operator stores, so AWS and local documents can be compared."""
+    import json
+
+    from mie_pose.operators import pose_inference
+    from mie_pose.operators.contract import LocalContext, OperatorRuntime
+
+    class Replay:
+        name = "sagemaker"
+
+        def __call__(self, image):
+            return next_persons()
+
+    class Capture:
+        def __init__(self):
+            self.documents: dict = {}
+
+        def store_metadata(self, asset, operator, document, page_frames=100):
+            self.documents[operator] = json.loads(json.dumps(document))
+            return -(-len(document["frames"]) // page_frames)
+
+        def delete_metadata(self, asset, operator):
+            self.documents.pop(operator, None)
+
+    monkeypatch.setattr(pose_inference, "backend_pool", lambda *args: pose_inference.BackendPool([Replay()]))
+    capture = Capture()
+    output = pose_inference.handler(
+        {"Name": "PoseDetection", "AssetId": asset_id, "Input": {"Media": media},
+         "Configuration": {"Backend": "sagemaker", "Pipeline": False, **(configuration or {})}},
+        LocalContext(OperatorRuntime(storage=storage, dataplane=capture)))
+    assert output["Status"] == "Complete", output
+    return capture.documents, output

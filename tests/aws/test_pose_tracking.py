@@ -15,11 +15,11 @@ import pytest
 from mie_pose import schema
 from mie_pose.aws import pose_detection
 from mie_pose.backends.sagemaker_endpoint import parse_person
-from mie_pose.operators import pose_inference
-from mie_pose.operators.contract import LocalContext, OperatorRuntime
+from mie_pose.operators.contract import OperatorRuntime
 from mie_pose.storage import LocalStorage, MediaLocation
 from mie_pose.tracking import TemporalProcessor, track_frame
 
+from .conftest import run_local_pose_detection
 from .test_units import _dataplane, mocked  # noqa: F401  (mocked: the fixture)
 
 W, H, FRAMES, PAGE_FRAMES = 320, 240, 12, 5
@@ -132,32 +132,9 @@ class Setup:
     def local_run(self, configuration: dict, monkeypatch) -> tuple[dict, dict]:
         """The local operator on the same frames, its backend finding the same persons: (documents, output)."""
         calls = iter(range(FRAMES))
-        persons = self.persons
-
-        class Replay:
-            name = "sagemaker"
-
-            def __call__(self, image):
-                return persons(next(calls))
-
-        class Capture:
-            documents: dict = {}
-
-            def store_metadata(self, asset, operator, document, page_frames=100):
-                self.documents[operator] = json.loads(json.dumps(document))
-                return -(-len(document["frames"]) // page_frames)
-
-            def delete_metadata(self, asset, operator):
-                self.documents.pop(operator, None)
-
-        monkeypatch.setattr(pose_inference, "backend_pool", lambda *args: pose_inference.BackendPool([Replay()]))
-        capture = Capture()
-        out = pose_inference.handler(
-            {"Name": "PoseDetection", "AssetId": self.asset_id, "Input": {"Media": self.media},
-             "Configuration": {"Backend": "sagemaker", "Pipeline": False, "PageFrames": PAGE_FRAMES, **configuration}},
-            LocalContext(OperatorRuntime(storage=self.storage, dataplane=capture)))
-        assert out["Status"] == "Complete", out
-        return capture.documents, out
+        return run_local_pose_detection(monkeypatch, self.storage, self.asset_id, self.media,
+                                        lambda: self.persons(next(calls)),
+                                        {"PageFrames": PAGE_FRAMES, **configuration})
 
     def aws_documents(self) -> dict:
         return {op: self.dataplane.read_document(self.asset_id, op)

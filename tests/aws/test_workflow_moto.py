@@ -11,7 +11,7 @@ import pytest
 from mie_pose.operators.contract import LocalContext, OperatorRuntime
 from mie_pose.storage import MediaLocation
 
-from .conftest import pose_container_answer, walking_answer
+from .conftest import pose_container_answer, run_local_pose_detection, walking_answer
 
 PAGE_FRAMES = 5
 CONFIGURATION = {"FrameExtraction": {"FPS": 2, "MaxWidth": 384, "RangeSeconds": 2},
@@ -78,35 +78,14 @@ def local_documents(asset_id: str, media: dict, answers: list[dict], monkeypatch
     backend finds what the endpoint answered: {operator: document}."""
     from mie_pose import aws_runtime
     from mie_pose.backends.sagemaker_endpoint import parse_person
-    from mie_pose.operators import pose_inference
 
     images = [image for answer in answers for image in answer["images"]]
 
-    class Replay:
-        name = "sagemaker"
-
-        def __call__(self, image):
-            return [parse_person(p) for p in images.pop(0)["persons"]]
-
-    class Capture:
-        documents: dict = {}
-
-        def store_metadata(self, asset, operator, document, page_frames=100):
-            self.documents[operator] = json.loads(json.dumps(document))
-            return -(-len(document["frames"]) // page_frames)
-
-        def delete_metadata(self, asset, operator):
-            self.documents.pop(operator, None)
-
-    monkeypatch.setattr(pose_inference, "backend_pool", lambda *args: pose_inference.BackendPool([Replay()]))
-    capture = Capture()
-    runtime = OperatorRuntime(storage=aws_runtime.storage_from_environment(), dataplane=capture)
-    out = pose_inference.handler({"Name": "PoseDetection", "AssetId": asset_id, "Input": {"Media": media},
-                                  "Configuration": {"Backend": "sagemaker", "Pipeline": False,
-                                                    "PageFrames": PAGE_FRAMES}}, LocalContext(runtime))
-    assert out["Status"] == "Complete", out
+    documents, _ = run_local_pose_detection(
+        monkeypatch, aws_runtime.storage_from_environment(), asset_id, media,
+        lambda: [parse_person(p) for p in images.pop(0)["persons"]], {"PageFrames": PAGE_FRAMES})
     assert not images
-    return capture.documents
+    return documents
 
 
 def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stack, vtest_5s_mp4, tmp_path,
