@@ -10,26 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
-
-
-def opencv_doc_file(name: str) -> Path:
-    """A file from Debian's opencv-doc (``./run test`` installs it); some are shipped gzipped."""
-    path = OPENCV_DOC_DATA / name
-    if path.exists():
-        return path
-    gz = path.with_name(name + ".gz")
-    if gz.exists():
-        import gzip
-        import tempfile
-
-        target = Path(tempfile.gettempdir()) / "mie-pose-test-media" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.write_bytes(gzip.decompress(gz.read_bytes()))
-        return target
-    pytest.fail(f"{path} is missing: install Debian package opencv-doc (./run test does)")
-
+from media_clips import first_frames, opencv_doc_file, write_clip
 
 @pytest.fixture(scope="session")
 def vtest_avi() -> Path:
@@ -40,30 +21,6 @@ def vtest_avi() -> Path:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("media")
-
-
-def write_clip(path: Path, frames, fps: float, fourcc: str = "mp4v") -> Path:
-    frames = iter(frames)
-    first = next(frames)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (first.shape[1], first.shape[0]))
-    assert writer.isOpened(), f"cannot write {path}"
-    writer.write(first)
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def first_frames(path: Path, count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from mie_pose import schema
 from mie_pose.dataplane import SqliteDataplane
 
-from conftest import opencv_doc_file
+from media_clips import opencv_doc_file
 
 CLI = [sys.executable, "-m", "mie_pose.cli"]
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import opencv_doc_file
+from media_clips import opencv_doc_file
 from mie_pose.backends.person_detectors import (
     CENTERNET_MODEL,
     CenterNetPersonDetector,

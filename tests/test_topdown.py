@@ -11,7 +11,7 @@ import pytest
 from mie_pose.backends import create_backend
 from mie_pose.backends.blazepose import to_coco
 
-from conftest import opencv_doc_file
+from media_clips import opencv_doc_file
 from test_blazepose import MEDIAPIPE_COCO_PX
 
 

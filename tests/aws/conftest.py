@@ -49,7 +49,7 @@ def built_template(build_assets, tmp_path_factory) -> tuple[Path, dict, dict]:
 @pytest.fixture(scope="session")
 def vtest_5s_mp4(vtest_avi, media_dir) -> Path:
     """The first 5 s of OpenCV's vtest.avi (pedestrians, 10 fps) written as an mp4."""
-    from conftest import first_frames, write_clip  # the suite's root conftest (tests/)
+    from media_clips import first_frames, write_clip
 
     return write_clip(media_dir / "vtest-5s.mp4", first_frames(vtest_avi, 50), 10.0)
 

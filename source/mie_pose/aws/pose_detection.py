@@ -35,7 +35,6 @@ import base64
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
 from .. import aws_runtime, schema
@@ -43,7 +42,8 @@ from ..backends.sagemaker_endpoint import SageMakerEndpointBackend
 from ..dataplane.base import DEFAULT_PAGE_FRAMES
 from ..dataplane.dynamodb import StagedDocument
 from ..operators.contract import STATUS_COMPLETE, OperatorError
-from ..operators.pose_inference import NAME, RAW_NAME, load_manifest, persons_to_records, temporal_settings
+from ..operators.pose_inference import (NAME, RAW_NAME, decode_frame, load_manifest, persons_to_records,
+                                        temporal_settings)
 from ..storage import MediaLocation
 from ..tracking import TemporalProcessor, appearance_descriptors, track_frame
 from . import state as workflow_state
@@ -94,9 +94,7 @@ def decode_descriptor(text: str | None):
 
 def frame_appearances(jpeg: bytes, record: dict) -> list:
     """Each person's encoded descriptor, from the frame's JPEG (the image the local operator uses too)."""
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OperatorError(f"frame {record['index']} is not a readable JPEG")
+    image = decode_frame(jpeg, record["index"])
     return [encode_descriptor(d) for d in appearance_descriptors(image, record)]
 
 

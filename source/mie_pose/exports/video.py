@@ -9,7 +9,6 @@ drawn and written one at a time, so memory does not grow with the video.
 from __future__ import annotations
 
 import bisect
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +19,7 @@ import numpy as np
 from .. import schema
 from ..storage import MediaLocation
 from ..storage.base import StorageError
+from ..video.proxy import find_ffmpeg
 from .common import ExportError, atomic_output, iter_frames, person_pixels, read_header
 
 KEYPOINT_MIN_SCORE = 0.3
@@ -133,7 +133,7 @@ def write_mp4(dataplane, asset_id: str, output: Path | str, operator: str = sche
     asset = dataplane.get_asset(asset_id)
     if "Video" not in asset["media"]:
         raise ExportError(f"asset {asset_id} has no video")
-    ffmpeg = shutil.which("ffmpeg") if use_ffmpeg in (None, True) else None
+    ffmpeg = find_ffmpeg() if use_ffmpeg in (None, True) else None
     if use_ffmpeg and ffmpeg is None:
         raise ExportError("ffmpeg is not installed")
     nearest = NearestFrames(iter_frames(dataplane, asset_id, operator))

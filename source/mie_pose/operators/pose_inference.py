@@ -71,10 +71,14 @@ def load_manifest(runtime: OperatorRuntime, media: dict) -> tuple[MediaLocation,
 
 
 def read_frame(runtime: OperatorRuntime, bucket: str, entry: dict) -> np.ndarray:
-    data = runtime.storage.read_bytes(MediaLocation(bucket, entry["key"]))
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return decode_frame(runtime.storage.read_bytes(MediaLocation(bucket, entry["key"])), entry["index"])
+
+
+def decode_frame(jpeg: bytes, index: int) -> np.ndarray:
+    """A stored frame's JPEG as a BGR image; a frame that does not decode fails the operator."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise OperatorError(f"frame {entry['index']} is not a readable JPEG")
+        raise OperatorError(f"frame {index} is not a readable JPEG")
     return image
 
 

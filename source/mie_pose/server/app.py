@@ -24,7 +24,7 @@ from ..api.routes import match_route, routes_as_json
 from ..dataplane import UnknownAsset
 from ..storage import StorageError
 from ..video import VideoInputError, probe_video
-from ..video.proxy import browser_media, ensure_browser_proxy, source_path
+from ..video.proxy import browser_media, ensure_browser_proxy, find_ffmpeg, source_path
 from .jobs import WorkflowQueue
 from .media import (SNIFF_BYTES, RangeNotSatisfiable, content_type, parse_range, static_file, upload_name,
                     video_type_error)
@@ -356,7 +356,7 @@ def serve(dataplane, host: str = "127.0.0.1", port: int = 8080, **options) -> No
     print(f"mie-pose serving {server.url}/ (data in {dataplane.data_dir}); Ctrl-C stops", flush=True)
     if server.webapp_dir is None:
         print("mie-pose: warning: web app not found; only the API is served (set MIE_POSE_WEBAPP)", file=sys.stderr)
-    if not shutil.which("ffmpeg"):
+    if not find_ffmpeg():
         print("mie-pose: warning: ffmpeg is missing; videos browsers cannot decode are served as they are",
               file=sys.stderr)
     try:
