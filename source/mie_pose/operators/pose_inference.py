@@ -190,11 +190,15 @@ def iter_pipelined(runtime: OperatorRuntime, bucket: str, entries: list[dict], b
             thread.join()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
 def worker_count(backend_name: str, configuration: dict) -> int:
     value = configuration.get("Workers", "auto")
     if value in (None, "", "auto"):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        count = min(MAX_WORKERS, max(1, cores))
+        count = min(MAX_WORKERS, usable_cores())
     else:
         try:
             count = int(value)
@@ -222,7 +226,7 @@ def backend_pool(name: str, model_dir: str | None, workers: int) -> BackendPool:
     """
     if workers == 1:
         return BackendPool([create_backend(name, model_dir)])
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, usable_cores() // workers)
     return BackendPool([build_backend(name, model_dir, threads) for _ in range(workers)])
 
 
