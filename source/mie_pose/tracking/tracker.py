@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .appearance import appearance_similarity
+from .assignment import linear_sum_assignment
 
 # Motion similarity = IOU_WEIGHT * IoU + the rest * keypoint similarity.
 IOU_WEIGHT = 0.3
