@@ -19,17 +19,17 @@ from types import ModuleType
 
 import numpy as np
 
+from ..resources import models_dir
 from .base import Person
 
 DETECTOR = "person-detector-yolo3"
 POSE_ESTIMATOR = "pose-estimator-alphapose"
 CONTAINERS = (DETECTOR, POSE_ESTIMATOR)
-REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 def load_handlers(container: str, model_dir: Path, code_root: Path | None = None) -> ModuleType:
-    """Import ``<container>/code/inference.py`` from the repo's ``models/`` (else from the model dir)."""
-    candidates = [Path(code_root or REPO_MODELS) / container / "code" / "inference.py",
+    """Import ``<container>/code/inference.py`` from the packaged ``models/`` (else from the model dir)."""
+    candidates = [Path(code_root or models_dir()) / container / "code" / "inference.py",
                   Path(model_dir) / container / "code" / "inference.py"]
     for path in candidates:
         if path.is_file():

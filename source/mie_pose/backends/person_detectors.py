@@ -19,8 +19,9 @@ from typing import Iterable, Iterator, Protocol, Sequence
 import cv2
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CENTERNET_MODEL = REPO_ROOT / "models/person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite"
+from ..resources import model_file
+
+CENTERNET_MODEL = model_file("person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite")
 MODEL_PATH_ENV = "MIE_POSE_PERSON_DETECTOR"
 
 Box = tuple[float, float, float, float]
@@ -94,7 +95,7 @@ def _as_detections(boxes: np.ndarray, scores: np.ndarray, nms_iou: float, w: int
 
 
 def centernet_model_path(model_path: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else $MIE_POSE_PERSON_DETECTOR, else the model committed under models/."""
+    """Explicit path, else $MIE_POSE_PERSON_DETECTOR, else the committed model shipped as package data."""
     return Path(model_path or os.environ.get(MODEL_PATH_ENV) or CENTERNET_MODEL)
 
 

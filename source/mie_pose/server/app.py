@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..api.core import WORKFLOW_NAME, ApiError, ApiRequest, ApiServices, handle_request
 from ..api.routes import match_route, routes_as_json
 from ..dataplane import UnknownAsset
+from ..resources import ResourceMissing, webapp_dir
 from ..storage import StorageError
 from ..video import VideoInputError, probe_video
 from ..video.proxy import browser_media, ensure_browser_proxy, find_ffmpeg, source_path
@@ -47,13 +48,11 @@ class HttpError(Exception):
 
 
 def default_webapp_dir() -> Path | None:
-    """$MIE_POSE_WEBAPP, else the repository's webapp/ (source checkout), else <prefix>/share/mie-pose/webapp."""
-    candidates = [os.environ.get("MIE_POSE_WEBAPP"), Path(__file__).resolve().parents[3] / "webapp",
-                  Path(sys.prefix) / "share" / "mie-pose" / "webapp"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "index.html").is_file():
-            return Path(candidate).resolve()
-    return None
+    """$MIE_POSE_WEBAPP, else the web app shipped as package data; None when neither is there."""
+    try:
+        return webapp_dir()
+    except ResourceMissing:
+        return None
 
 
 def _max_upload_from_env() -> int:
