@@ -24,13 +24,15 @@ def extracted(tmp_path_factory, vtest_mp4):
         "Handler": "mie_pose.operators.frame_extraction.handler", "Configuration": {"FPS": 2}}},
         "StartAt": "S", "Stages": {"S": {"Operators": ["FrameExtraction"], "End": True}}}
     execution = WorkflowEngine(dataplane, dataplane.storage, definition).run(asset_id)
-    assert execution["status"] == "Complete", execution["message"]
-    media = execution["stages"]["S"]["Output"]["FrameExtraction"]["Media"]
+    assert execution["Status"] == "Complete", execution.get("Message")
+    (output,) = execution["Workflow"]["Stages"]["S"]["Outputs"]
+    assert output["Name"] == "FrameExtraction"
+    media = output["Media"]
     return dataplane, asset_id, media
 
 
 def run_pose(dataplane, asset_id, media, storage=None, **configuration) -> dict:
-    event = {"Name": "PoseDetection", "AssetId": asset_id, "Input": {"Media": media},
+    event = {"Name": "PoseDetection", "AssetId": asset_id, "WorkflowExecutionId": "pose-test", "Input": {"Media": media},
              "Configuration": {"Backend": "topdown", **configuration}}
     runtime = OperatorRuntime(storage=storage or dataplane.storage, dataplane=dataplane)
     return pose_inference.handler(event, LocalContext(runtime))

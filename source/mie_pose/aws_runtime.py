@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 
-from .operators.contract import OperatorRuntime
+from .operators.runtime import OperatorRuntime
 
 
 class MissingSetting(RuntimeError):

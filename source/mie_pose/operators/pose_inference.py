@@ -1,41 +1,43 @@
 """Operator PoseDetection: run a pose backend on every sampled frame, track and smooth, store the documents.
 
-Configuration::
+Configuration: ``mie_pose.operators.configuration.PoseDetectionConfiguration`` (Backend, ModelDir,
+PageFrames, Tracking, Smoothing, Workers, Pipeline, EndpointBatch, MediaType, Enabled).
 
-    {"Backend": name (default "topdown"), "ModelDir": path | null, "PageFrames": int,
-     "Tracking": true | false (default true),
-     "Smoothing": false | true | {"MinCutoff": Hz, "Beta": Hz per person-height/s, "DCutoff": Hz}
-                  (default true: One-Euro with mie_pose.tracking.smoothing's defaults),
-     "Workers": int | "auto" (backend worker threads; default "auto": sized to the cores),
-     "Pipeline": true | false (default true; false runs the plain one-frame-at-a-time loop)}
-
-Documents (both in the ``mie_pose.schema`` shape, stored per asset in the dataplane):
+Documents (``mie_pose.schema`` shape, written through the dataplane's MIE operator-results write
+``store_asset_metadata``, one page of ``PageFrames`` frames per call, the last with ``end``):
 
 - ``PoseDetection``: what the app, the API and the exports read. With smoothing on, its keypoints are
   One-Euro filtered per track (boxes, scores and track ids as detected).
-- ``PoseDetectionRaw``: the backend's keypoints as they came out, with the same track ids. Stored only
-  when smoothing is on (otherwise ``PoseDetection`` is already raw and a stale ``PoseDetectionRaw`` is
-  deleted). The smoothed document is the default one because the smoothed keypoints are what people
-  want to look at and export; analysis that must see the network's own output reads the raw one.
+- ``PoseDetectionRaw``: the backend's keypoints as they came out, with the same track ids; written only
+  with smoothing on (otherwise ``PoseDetection`` is raw already and a stale ``PoseDetectionRaw`` is deleted).
 
-Each document is written in one atomic replace; the raw one goes first and is removed again if the
-smoothed one cannot be stored, so a failure half way stores nothing.
+Steps (``Operator``), the same for the local engine and AWS:
 
-Pipeline: a reader thread reads and decodes the JPEG frames, ``Workers`` threads each run their own
-backend instance (TFLite interpreters are not thread-safe; LiteRT and OpenCV release the GIL, so the
-workers overlap on the cores), and the calling thread collects results back in frame order, then tracks
-and smooths them. At most ``in_flight`` frames (twice the workers, plus one) exist at any time, whatever
-the video's length. Results are identical to the sequential loop.
+- ``plan``: read the frame manifest, cut it into chunks of ``PageFrames`` frames (chunk i is page i).
+- ``work`` (one chunk): detect persons on its frames and, with tracking on, each person's appearance
+  descriptor (the tracker's colour cue, from the same JPEG); stage both as ``PoseDetection/pages/{i}.json``
+  in the run's scratch space. Locally the backend runs in a pipeline (a reader thread, ``Workers`` backend
+  threads, results collected in frame order; at most ``2 * Workers + 1`` frames in flight); with the
+  ``sagemaker`` backend a chunk is one batched endpoint request.
+- ``commit``: tracking and smoothing need every frame in time order, so the staged pages stream through
+  one ``TemporalProcessor`` (``track_frame``; a few pages read ahead, pages written behind in order), and
+  each tracked page is written as the next page of the results. Readers see the previous document until
+  the last page's ``end`` publishes the new one.
+- ``cleanup``: delete the staged pages; a chunk still running when cleanup starts finds the cancel marker
+  and deletes its own page.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
 import queue
 import threading
-from typing import Callable, Iterator
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -43,17 +45,23 @@ import numpy as np
 from .. import schema
 from ..backends import BackendError, create_backend
 from ..backends.registry import THREADED_BACKENDS, build_backend, resolve_name
-from ..dataplane.base import DEFAULT_PAGE_FRAMES
 from ..storage import MediaLocation
-from ..tracking import OneEuroConfig, TemporalProcessor
+from ..tracking import TemporalProcessor
 from ..tracking.temporal import appearance_descriptors, track_frame
-from .contract import STATUS_COMPLETE, OperatorError, OperatorEvent, OperatorOutput, OperatorRuntime, operator
+from .configuration import PoseDetectionConfiguration
+from .contract import Job, Operator, OperatorError, OperatorRuntime, operator_handler
+from .frame_extraction import cancel_marker, mark_cancelled
 
 NAME = schema.OPERATOR_NAME
 RAW_NAME = NAME + "Raw"
 # Backends that can be built once per worker thread (their own interpreters); any other backend runs on
 # one worker.
 MAX_WORKERS = 4
+READ_THREADS = 8
+# The commit's page streaming: pages read ahead of the tracker.
+READ_AHEAD = 4
+DESCRIPTOR_DTYPE = "<f4"
+SAGEMAKER = "sagemaker"
 
 
 def persons_to_records(persons) -> list[dict]:
@@ -195,17 +203,10 @@ def usable_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def worker_count(backend_name: str, configuration: dict) -> int:
-    value = configuration.get("Workers", "auto")
-    if value in (None, "", "auto"):
-        count = min(MAX_WORKERS, usable_cores())
-    else:
-        try:
-            count = int(value)
-        except (TypeError, ValueError):
-            raise OperatorError(f"Workers must be a positive integer or \"auto\", got {value!r}") from None
-        if count < 1 or count > 64:
-            raise OperatorError(f"Workers must be between 1 and 64, got {value!r}")
+def worker_count(backend_name: str, workers) -> int:
+    """Backend threads: ``workers`` (the parsed Configuration's: an int or "auto"), 1 for backends that
+    cannot be built once per thread."""
+    count = min(MAX_WORKERS, usable_cores()) if workers in (None, "auto") else int(workers)
     return count if backend_name in THREADED_BACKENDS else 1
 
 
@@ -230,93 +231,235 @@ def backend_pool(name: str, model_dir: str | None, workers: int) -> BackendPool:
     return BackendPool([build_backend(name, model_dir, threads) for _ in range(workers)])
 
 
-def _flag(configuration: dict, key: str, default: bool) -> bool:
-    value = configuration.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, str):
-        if value.strip().lower() in ("true", "yes", "on", "1"):
-            return True
-        if value.strip().lower() in ("false", "no", "off", "0"):
-            return False
-    if isinstance(value, bool):
-        return value
-    raise OperatorError(f"{key} must be true or false, got {value!r}")
+def plan_chunks(frame_count: int, page_frames: int) -> list[dict]:
+    return [{"Page": page, "Start": start, "End": min(start + page_frames, frame_count)}
+            for page, start in enumerate(range(0, max(frame_count, 1), page_frames))]
 
 
-def temporal_settings(configuration: dict) -> tuple[bool, OneEuroConfig | None]:
-    tracking = _flag(configuration, "Tracking", True)
-    try:
-        smoothing = OneEuroConfig.from_configuration(configuration.get("Smoothing", True))
-    except ValueError as exc:
-        raise OperatorError(str(exc)) from None
-    if smoothing is not None and not tracking:
-        if "Smoothing" in configuration and configuration["Smoothing"] not in (None, True):
-            raise OperatorError("Smoothing needs Tracking: smoothing is done per track")
-        smoothing = None
-    return tracking, smoothing
+def encode_descriptor(descriptor) -> str | None:
+    """A float32 descriptor as base64 of its bytes: decodes to exactly the array the chunk computed."""
+    if descriptor is None:
+        return None
+    return base64.b64encode(np.asarray(descriptor, DESCRIPTOR_DTYPE).tobytes()).decode("ascii")
 
 
-def run_frames(runtime: OperatorRuntime, bucket: str, entries: list[dict], backends: list, pipelined: bool,
-               processor: TemporalProcessor, progress: Callable[[int, int], None] | None = None):
-    """Detect, track and smooth every frame; return (raw frames, smoothed frames or None)."""
-    source = (iter_pipelined(runtime, bucket, entries, backends) if pipelined
-              else iter_sequential(runtime, bucket, entries, backends[0]))
-    raw, smoothed = [], [] if processor.smoothing else None
-    for done, (entry, (record, appearances)) in enumerate(zip(entries, source), start=1):
-        record, filtered = track_frame(processor, entry, record, appearances)
-        raw.append(record)
-        if smoothed is not None:
-            smoothed.append(filtered)
-        if progress:
-            progress(done, len(entries))
-    return raw, smoothed
+def decode_descriptor(text: str | None):
+    if text is None:
+        return None
+    return np.frombuffer(base64.b64decode(text), DESCRIPTOR_DTYPE).astype(np.float32)
 
 
-@operator(NAME)
-def handler(event: OperatorEvent, runtime: OperatorRuntime) -> OperatorOutput:
-    configuration = dict(event.configuration)
-    tracking, smoothing = temporal_settings(configuration)
-    pipelined = _flag(configuration, "Pipeline", True)
-    try:
-        name = resolve_name(configuration.get("Backend"))
-        workers = worker_count(name, configuration) if pipelined else 1
-        pool = backend_pool(name, configuration.get("ModelDir"), workers)
-    except BackendError as exc:
-        raise OperatorError(str(exc)) from None
-    location, manifest = load_manifest(runtime, event.media)
-    entries = manifest["frames"]
-    for entry in entries:
-        entry.setdefault("width", manifest["video"]["width"])
-        entry.setdefault("height", manifest["video"]["height"])
-    processor = TemporalProcessor(tracking=tracking, smoothing=smoothing)
-    with pool.lock:
-        raw_frames, smoothed_frames = run_frames(runtime, location.bucket, entries, pool.backends, pipelined,
-                                                 processor, runtime.progress)
-    backend_name = pool.backends[0].name
-    page_frames = int(configuration.get("PageFrames") or DEFAULT_PAGE_FRAMES)
-    raw = schema.document_header(event.asset_id, backend_name, manifest["fps"], manifest["video"])
-    raw["frames"] = raw_frames
-    schema.validate_document(raw)
-    dataplane = runtime.dataplane
-    if smoothed_frames is None:
-        pages = dataplane.store_metadata(event.asset_id, NAME, raw, page_frames=page_frames)
-        dataplane.delete_metadata(event.asset_id, RAW_NAME)
-    else:
-        document = dict(raw, frames=smoothed_frames)
-        schema.validate_document(document)
-        raw["operator"] = RAW_NAME
-        dataplane.store_metadata(event.asset_id, RAW_NAME, raw, page_frames=page_frames)
+def staged_page(job: Job, bucket: str, page: int) -> MediaLocation:
+    return MediaLocation(bucket, f"{staging_prefix(job)}{int(page):06d}.json")
+
+
+def staging_prefix(job: Job) -> str:
+    return f"{job.scratch_prefix()}{NAME}/pages/"
+
+
+def _prefetch(pool: ThreadPoolExecutor, load, count: int, depth: int):
+    """``load(0) .. load(count - 1)`` in order, at most ``depth`` of them running ahead of the consumer."""
+    pending: deque = deque()
+    for number in range(count):
+        pending.append(pool.submit(load, number))
+        if len(pending) > depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class ResultsWriter:
+    """One document written page by page through MIE's operator-results write (``store_asset_metadata``
+    with ``paginate``; the last page with ``end``). A dataplane without it gets the whole document
+    through ``store_metadata`` at the end."""
+
+    def __init__(self, dataplane, asset_id: str, operator: str, workflow_id: str, page_frames: int):
+        self.dataplane, self.asset_id, self.operator = dataplane, asset_id, operator
+        self.workflow_id, self.page_frames = workflow_id, page_frames
+        self.paginated = callable(getattr(dataplane, "store_asset_metadata", None))
+        self.pending: dict | None = None
+        self.collected: dict | None = None
+
+    def add(self, page: dict) -> None:
+        if not self.paginated:
+            if self.collected is None:
+                self.collected = dict(page, frames=[])
+            self.collected["frames"].extend(page["frames"])
+            return
+        if self.pending is not None:
+            self.dataplane.store_asset_metadata(self.asset_id, self.operator, self.workflow_id, self.pending,
+                                                paginate=True, end=False)
+        self.pending = page
+
+    def finish(self) -> None:
+        if not self.paginated:
+            self.dataplane.store_metadata(self.asset_id, self.operator, self.collected, page_frames=self.page_frames)
+            return
+        self.dataplane.store_asset_metadata(self.asset_id, self.operator, self.workflow_id, self.pending,
+                                            paginate=True, end=True)
+
+
+class PoseDetection(Operator):
+    name = NAME
+
+    def _manifest(self, job: Job, runtime: OperatorRuntime) -> tuple[MediaLocation, dict]:
+        cached = getattr(job, "_manifest", None)
+        if cached is None:
+            location, manifest = load_manifest(runtime, job.event.input_media)
+            for entry in manifest["frames"]:
+                entry.setdefault("width", manifest["video"]["width"])
+                entry.setdefault("height", manifest["video"]["height"])
+            cached = job._manifest = (location, manifest)
+        return cached
+
+    def backend_name(self, job: Job) -> str:
         try:
-            pages = dataplane.store_metadata(event.asset_id, NAME, document, page_frames=page_frames)
-        except BaseException:
-            dataplane.delete_metadata(event.asset_id, RAW_NAME)
-            raise
-    persons = sum(len(frame["persons"]) for frame in raw_frames)
-    tracks = len({p["track_id"] for frame in raw_frames for p in frame["persons"] if p["track_id"] is not None})
-    metadata = {"Frames": len(raw_frames), "Persons": persons, "Pages": pages, "Backend": backend_name,
-                "Tracks": tracks, "Smoothed": smoothed_frames is not None}
-    if smoothed_frames is not None:
-        metadata["RawOperator"] = RAW_NAME
-    return OperatorOutput(name=NAME, status=STATUS_COMPLETE, media=dict(event.media), metadata=metadata,
-                          configuration=configuration)
+            return resolve_name(job.configuration.Backend)
+        except BackendError as exc:
+            raise OperatorError(str(exc)) from None
+
+    def plan(self, job: Job, runtime: OperatorRuntime) -> dict:
+        config: PoseDetectionConfiguration = job.configuration
+        name = self.backend_name(job)
+        if name != SAGEMAKER:
+            self._pool(job, name)  # a backend that cannot start fails here, before any frame
+        location, manifest = self._manifest(job, runtime)
+        frame_count = len(manifest["frames"])
+        return {"Items": plan_chunks(frame_count, config.PageFrames), "FrameCount": frame_count,
+                "Backend": name, "Bucket": location.bucket}
+
+    def expected_frames(self, plan: dict) -> int | None:
+        return plan.get("FrameCount")
+
+    def _pool(self, job: Job, name: str) -> "BackendPool":
+        config: PoseDetectionConfiguration = job.configuration
+        workers = worker_count(name, config.Workers) if config.Pipeline else 1
+        try:
+            return backend_pool(name, config.ModelDir, workers)
+        except BackendError as exc:
+            raise OperatorError(str(exc)) from None
+
+    def detect(self, job: Job, plan: dict, entries: list[dict], runtime: OperatorRuntime, tick=None):
+        """(frame records, appearance descriptors per frame or None) for ``entries``, in order."""
+        config: PoseDetectionConfiguration = job.configuration
+        bucket = plan["Bucket"]
+        if plan["Backend"] == SAGEMAKER:
+            return self._detect_on_endpoint(config, bucket, entries, runtime, tick)
+        pool = self._pool(job, plan["Backend"])
+        frames, appearances = [], []
+        with pool.lock:
+            source = (iter_pipelined(runtime, bucket, entries, pool.backends) if config.Pipeline
+                      else iter_sequential(runtime, bucket, entries, pool.backends[0]))
+            for record, found in source:
+                frames.append(record)
+                appearances.append([encode_descriptor(d) for d in found])
+                if tick:
+                    tick(1)
+        return frames, appearances if config.Tracking else None
+
+    def _detect_on_endpoint(self, config, bucket, entries, runtime, tick):
+        from ..backends.sagemaker_endpoint import SageMakerEndpointBackend  # noqa: PLC0415
+
+        backend = SageMakerEndpointBackend.from_environment(config.ModelDir)
+        backend.max_batch = int(config.EndpointBatch or len(entries) or 1)
+        with ThreadPoolExecutor(READ_THREADS) as threads:
+            jpegs = list(threads.map(lambda e: runtime.storage.read_bytes(MediaLocation(bucket, e["key"])), entries))
+            persons = backend.batch_encoded(jpegs) if jpegs else []
+            frames = [schema.frame_record(entry["index"], entry["timestamp_ms"], persons_to_records(found))
+                      for entry, found in zip(entries, persons)]
+            # OpenCV releases the GIL: the frames decode in parallel.
+            appearances = list(threads.map(frame_appearances, jpegs, frames)) if config.Tracking else None
+        if tick:
+            tick(len(frames))
+        return frames, appearances
+
+    def work(self, job: Job, plan: dict, item: dict, runtime: OperatorRuntime, tick=None) -> dict:
+        _, manifest = self._manifest(job, runtime)
+        entries = manifest["frames"][int(item["Start"]):int(item["End"])]
+        frames, appearances = self.detect(job, plan, entries, runtime, tick)
+        header = schema.document_header(job.asset_id, plan["Backend"], manifest["fps"], manifest["video"])
+        schema.validate_document(dict(header, frames=frames))
+        bucket, storage = plan["Bucket"], runtime.storage
+        page = staged_page(job, bucket, item["Page"])
+        storage.write_bytes(page, json.dumps({"frames": frames, "appearances": appearances}).encode(),
+                            "application/json")
+        if storage.exists(MediaLocation(bucket, cancel_marker(job.asset_id, job.execution_id, NAME))):
+            storage.delete_prefix(bucket, page.key)  # cleanup ran while this chunk was detecting
+            raise OperatorError("PoseDetection was cancelled while this chunk ran")
+        return {"Page": item["Page"], "Frames": len(frames), "Persons": sum(len(f["persons"]) for f in frames)}
+
+    def commit(self, job: Job, plan: dict, runtime: OperatorRuntime) -> tuple[dict, dict]:
+        config: PoseDetectionConfiguration = job.configuration
+        _, manifest = self._manifest(job, runtime)
+        entries, bucket, storage = manifest["frames"], plan["Bucket"], runtime.storage
+        smoothing = config.one_euro()
+        processor = TemporalProcessor(tracking=config.Tracking, smoothing=smoothing)
+        header = schema.document_header(job.asset_id, plan["Backend"], manifest["fps"], manifest["video"])
+        pages = len(plan["Items"])
+        writers = {NAME: ResultsWriter(runtime.dataplane, job.asset_id, NAME, job.execution_id, config.PageFrames)}
+        if processor.smoothing:
+            writers[RAW_NAME] = ResultsWriter(runtime.dataplane, job.asset_id, RAW_NAME, job.execution_id,
+                                              config.PageFrames)
+
+        def load(number: int) -> dict:
+            location = staged_page(job, bucket, number)
+            if not storage.exists(location):
+                raise OperatorError(f"chunk {number} of {pages} did not report back")
+            return json.loads(storage.read_bytes(location))
+
+        entry_of = iter(entries)
+        persons, track_ids = 0, set()
+        with ThreadPoolExecutor(READ_AHEAD) as threads:
+            for number, staged in enumerate(_prefetch(threads, load, pages, READ_AHEAD)):
+                appearances = staged.get("appearances") or [None] * len(staged["frames"])
+                raw_page, smoothed_page = [], []
+                for record, encoded in zip(staged["frames"], appearances):
+                    entry = next(entry_of, None)
+                    if entry is None or entry["index"] != record["index"]:
+                        raise OperatorError(f"page {number} holds frame {record['index']}, the manifest has "
+                                            f"{None if entry is None else entry['index']} there")
+                    descriptors = [decode_descriptor(d) for d in encoded] if encoded is not None else None
+                    raw, smoothed = track_frame(processor, entry, record, descriptors)
+                    persons += len(raw["persons"])
+                    track_ids.update(p["track_id"] for p in raw["persons"] if p["track_id"] is not None)
+                    raw_page.append(raw)
+                    smoothed_page.append(smoothed)
+                if processor.smoothing:
+                    smoothed_doc = dict(header, frames=smoothed_page)
+                    schema.validate_document(smoothed_doc)
+                    writers[RAW_NAME].add(dict(header, operator=RAW_NAME, frames=raw_page))
+                    writers[NAME].add(smoothed_doc)
+                else:
+                    writers[NAME].add(dict(header, frames=raw_page))
+        if next(entry_of, None) is not None:
+            raise OperatorError("the staged pages hold fewer frames than the manifest")
+        if RAW_NAME in writers:
+            writers[RAW_NAME].finish()
+        writers[NAME].finish()
+        if RAW_NAME not in writers:
+            runtime.dataplane.delete_metadata(job.asset_id, RAW_NAME)
+        storage.delete_prefix(bucket, staging_prefix(job))
+        metadata = {"Frames": len(entries), "Persons": persons, "Pages": pages, "Backend": plan["Backend"],
+                    "Tracks": len(track_ids), "Smoothed": processor.smoothing}
+        if processor.smoothing:
+            metadata["RawOperator"] = RAW_NAME
+        return {}, metadata
+
+    def cleanup(self, job: Job, plan: dict | None, runtime: OperatorRuntime) -> None:
+        if not plan or not plan.get("Bucket"):
+            return
+        bucket = plan["Bucket"]
+        try:
+            mark_cancelled(runtime.storage, bucket, job, NAME)
+        finally:
+            runtime.storage.delete_prefix(bucket, staging_prefix(job))
+
+
+def frame_appearances(jpeg: bytes, record: dict) -> list:
+    """Each person's encoded descriptor, from the frame's JPEG (the image the local backends use too)."""
+    image = decode_frame(jpeg, record["index"])
+    return [encode_descriptor(d) for d in appearance_descriptors(image, record)]
+
+
+OPERATOR = PoseDetection()
+handler = operator_handler(OPERATOR)
