@@ -30,10 +30,12 @@ PROBE_JS = """
   const canvas = document.querySelector('canvas.pose-overlay');
   const vr = video.getBoundingClientRect();
   const cr = canvas.getBoundingClientRect();
-  const fit = getComputedStyle(video).objectFit;
+  const style = getComputedStyle(video);
+  const fit = style.objectFit;
+  const [px, py] = style.objectPosition.split(' ').map((part) => parseFloat(part) / 100);
   const scale = Math.min(vr.width / video.videoWidth, vr.height / video.videoHeight);
   const w = video.videoWidth * scale, h = video.videoHeight * scale;
-  const x0 = vr.left - cr.left + (vr.width - w) / 2, y0 = vr.top - cr.top + (vr.height - h) / 2;
+  const x0 = vr.left - cr.left + (vr.width - w) * px, y0 = vr.top - cr.top + (vr.height - h) * py;
   const sx = canvas.width / cr.width, sy = canvas.height / cr.height;
   const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
   const inkNear = (px, py, radius) => {
@@ -54,7 +56,7 @@ PROBE_JS = """
   }
   const hits = keypoints.filter(([, , s]) => s >= threshold)
     .map(([x, y]) => inkNear((x0 + x * w) * sx, (y0 + y * h) * sy, Math.ceil(2 * sx)));
-  return { fit, hits, ink, letterboxInk, picture: [x0, y0, w, h], box: [cr.width, cr.height],
+  return { fit, hits, ink, letterboxInk, picture: [x0, y0, w, h], box: [cr.width, cr.height], video: [vr.width, vr.height],
            time: canvas.dataset.time, persons: Number(canvas.dataset.persons) };
 }
 """
@@ -93,15 +95,13 @@ def api_document(server, asset_id: str) -> dict:
             document = page["results"]
         else:
             document["frames"] += page["results"]["frames"]
-        cursor = page["cursor"]
-        if cursor is None:
+        cursor = page.get("cursor")  # MIE: the last page has no cursor
+        if not cursor:
             return document
 
 
 def open_pose_tab(page, server, asset_id: str) -> None:
-    page.goto(f"{server.url}/#/asset/{asset_id}")
-    page.wait_for_selector("table.executions")
-    page.click("a[data-tab=pose]")
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
     page.wait_for_selector("video.pose-video")
     page.wait_for_function("() => { const v = document.querySelector('video.pose-video');"
                            " return v.readyState >= 2 && v.videoWidth > 0; }", timeout=30_000)
@@ -142,9 +142,11 @@ def test_pose_overlay_follows_the_keypoints_at_any_size(page, live_server, analy
         corners = probe(page, [[0.03, 0.03, 1.0], [0.97, 0.03, 1.0], [0.5, 0.03, 1.0]])  # sky above the head
         assert not any(corners["hits"]), (label, corners)
         assert result["letterboxInk"] == 0, (label, result)
-        width, height = result["box"]
+        # The video box is the picture plus the band for the native controls under it: no bars beside or above.
         x0, y0, w, h = result["picture"]
-        assert (x0 > 1) != (y0 > 1), f"{label}: a square clip is letterboxed on one axis, got {result['picture']}"
+        video_w, video_h = result["video"]
+        assert abs(x0) <= 1 and abs(y0) <= 1 and abs(w - video_w) <= 1, (label, result)
+        assert 70 <= video_h - h <= 74, (label, result)
 
     # Raising the threshold above every keypoint's score hides the skeleton.
     page.evaluate("() => { const s = document.querySelector('#threshold'); s.value = '1';"
@@ -158,11 +160,16 @@ def test_timeline_and_download(page, live_server, analysed, artifacts):
     open_pose_tab(page, live_server, asset_id)
     with_people = sum(1 for f in document["frames"] if f["persons"])
     assert page.get_attribute("canvas.pose-timeline", "data-markers") == str(with_people)
+    page.wait_for_selector("button.download[data-format=json]:not([disabled])")
     with page.expect_download() as download_info:
-        page.click("button.download")
-    path = artifacts / "download.json"
-    download_info.value.save_as(str(path))
-    assert json.loads(path.read_text()) == document
+        page.click("button.download[data-format=json]")
+    download = download_info.value
+    assert download.suggested_filename == "astronaut-3s-PoseDetection.json"  # names the video it comes from
+    path = artifacts / download.suggested_filename
+    download.save_as(str(path))
+    text = path.read_text()
+    assert json.loads(text) == document
+    assert "\n" not in text and ", " not in text[:2000]  # compact, not pretty-printed
 
 
 def test_empty_clip_draws_nothing(page, live_server, analysed, artifacts):
@@ -225,8 +232,11 @@ def test_upload_through_the_ui(page, live_server, astronaut_mp4, tmp_path, artif
     item.locator(".badge", has_text="Complete").wait_for(timeout=120_000)
     page.locator("table.executions .badge", has_text="Complete").first.wait_for(timeout=30_000)
     page.screenshot(path=str(artifacts / "upload-complete.png"))
+    message = page.locator("#upload-message")
+    page.wait_for_function("() => !document.querySelector('#upload-message').textContent.includes('queued')")
+    assert "analysis complete" in message.inner_text()
     asset_id = item.get_attribute("data-asset-id")
-    assert page.url.endswith(f"#/asset/{asset_id}")
+    assert page.url.endswith(f"#/asset/{asset_id}/overview")
     assert time.monotonic() - started < 120
     page.click("a[data-tab=pose]")
     page.wait_for_function("() => document.querySelector('video.pose-video')?.readyState >= 2", timeout=30_000)
@@ -284,3 +294,150 @@ def test_sigv4_signing_matches_the_aws_test_suite(page, live_server, url, signat
     assert headers["Authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
         f"SignedHeaders=host;x-amz-date, Signature={signature}")
+
+
+# --- synthetic results: documents written straight into a dataplane, so each test knows what it shows ------
+SYNTHETIC_SECONDS = 6
+
+
+@pytest.fixture(scope="session")
+def landscape_h264(ffmpeg, vtest_avi, media_dir) -> Path:
+    """6 s of vtest.avi as a 640x360 H.264 mp4 (16:9, plays in Chromium without a proxy)."""
+    import subprocess
+
+    path = media_dir / "vtest-640x360.mp4"
+    if not path.exists():
+        subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(vtest_avi), "-t", str(SYNTHETIC_SECONDS),
+                        "-vf", "scale=640:360", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                        str(path)], check=True, timeout=120)
+    return path
+
+
+def stick_person(cx: float, top: float, height: float, track_id: int | None, score: float = 0.9,
+                 knee_deg: float = 180.0, aspect: float = 16 / 9, scores: list[float] | None = None) -> dict:
+    """A standing figure in normalized coordinates: head at `top`, feet at top + height; both knees bent to
+    `knee_deg` (thigh vertical, shin turned), measured in picture pixels (x scaled by `aspect`)."""
+    import math
+
+    h = height
+    y = lambda f: top + f * h  # noqa: E731
+    dx = lambda f: f * h / aspect  # noqa: E731  (a horizontal offset of f body heights)
+    shin = 0.25 * h
+    turn = math.radians(180 - knee_deg)
+    kp = {
+        0: (cx, y(0.05)), 1: (cx - dx(0.02), y(0.03)), 2: (cx + dx(0.02), y(0.03)), 3: (cx - dx(0.04), y(0.05)),
+        4: (cx + dx(0.04), y(0.05)), 5: (cx - dx(0.1), y(0.2)), 6: (cx + dx(0.1), y(0.2)),
+        7: (cx - dx(0.12), y(0.35)), 8: (cx + dx(0.12), y(0.35)), 9: (cx - dx(0.12), y(0.5)), 10: (cx + dx(0.12), y(0.5)),
+        11: (cx - dx(0.07), y(0.5)), 12: (cx + dx(0.07), y(0.5)), 13: (cx - dx(0.07), y(0.75)), 14: (cx + dx(0.07), y(0.75)),
+    }
+    for ankle, knee in ((15, 13), (16, 14)):
+        kx, ky = kp[knee]
+        kp[ankle] = (kx + math.sin(turn) * shin / aspect, ky + math.cos(turn) * shin)
+    keypoints = [[*kp[i], (scores[i] if scores else score)] for i in range(17)]
+    xs, ys = [p[0] for p in keypoints], [p[1] for p in keypoints]
+    bbox = [min(xs) - 0.01, top, max(xs) + 0.01, top + h]
+    return schema.person_record(score, bbox, keypoints, track_id)
+
+
+def synthetic_document(asset_id: str, frames: list[tuple[int, list[dict]]], fps: float = 2.0,
+                       size=(640, 360)) -> dict:
+    document = schema.document_header(asset_id, "synthetic", fps, {"width": size[0], "height": size[1],
+                                      "duration_ms": SYNTHETIC_SECONDS * 1000, "source_fps": 10.0})
+    document["frames"] = [schema.frame_record(i, t, persons) for i, (t, persons) in enumerate(frames)]
+    return document
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, landscape_h264, start_server):
+    """A server over a dataplane of imported (never analysed) clips with results written here:
+    'jump' (track 1 jumps across the picture between two samples; track 2 walks), 'crowd' (20 tracks),
+    'sizes' (a near and a far person, some keypoints unsure), 'angles' (track 5 with knees at 90°),
+    'running' (an execution that is still Started) and 'plain' (no results)."""
+    from mie_pose.dataplane import SqliteDataplane
+
+    data_dir = tmp_path_factory.mktemp("synthetic-home")
+    dataplane = SqliteDataplane(data_dir)
+    ids = {}
+    for name in ("jump", "crowd", "sizes", "angles", "running", "plain"):
+        clip = landscape_h264.with_name(f"{name}.mp4")
+        if not clip.exists():
+            shutil.copyfile(landscape_h264, clip)
+        ids[name] = dataplane.import_video(clip)
+    walk = lambda t: stick_person(0.2 + 0.05 * t / 1000, 0.2, 0.6, 2)  # noqa: E731
+    dataplane.store_metadata(ids["jump"], schema.OPERATOR_NAME, synthetic_document(ids["jump"], [
+        (0, [stick_person(0.15, 0.3, 0.5, 1), walk(0)]),
+        (500, [stick_person(0.15, 0.3, 0.5, 1), walk(500)]),
+        (1000, [stick_person(0.85, 0.3, 0.5, 1), walk(1000)]),   # track 1 is on the other side now
+        (1500, [stick_person(0.85, 0.3, 0.5, 1), walk(1500)]),
+    ]))
+    crowd_frames = [(t, [stick_person(0.05 + 0.045 * k, 0.3, 0.3, k + 1) for k in range(20) if (k * 250) <= t])
+                    for t in range(0, 5001, 500)]
+    dataplane.store_metadata(ids["crowd"], schema.OPERATOR_NAME, synthetic_document(ids["crowd"], crowd_frames),
+                             page_frames=3)
+    unsure = [0.9] * 17
+    unsure[9] = unsure[10] = 0.35  # wrists barely over the default threshold
+    dataplane.store_metadata(ids["sizes"], schema.OPERATOR_NAME, synthetic_document(ids["sizes"], [
+        (t, [stick_person(0.3, 0.05, 0.9, 1, scores=unsure), stick_person(0.75, 0.45, 0.12, 2)]) for t in (0, 500, 1000)]))
+    dataplane.store_metadata(ids["angles"], schema.OPERATOR_NAME, synthetic_document(ids["angles"], [
+        (t, [stick_person(0.5, 0.1, 0.8, 5, knee_deg=90 if t >= 1000 else 180)]) for t in range(0, 3001, 500)]))
+    execution = dataplane.create_execution(ids["running"], "PoseWorkflow", ["FrameExtractionStage", "PoseDetectionStage"])
+    dataplane.update_execution(execution, status="Started", stage="FrameExtractionStage", stage_status="Started")
+    server = start_server(dataplane)
+    return {"server": server, "ids": ids, "dataplane": dataplane, "execution": execution}
+
+
+def wait_for_pose(page, timeout=30_000) -> None:
+    page.wait_for_selector("video.pose-video")
+    page.wait_for_function("() => { const v = document.querySelector('video.pose-video');"
+                           " return v.readyState >= 2 && v.videoWidth > 0; }", timeout=timeout)
+
+
+def error_bar(page) -> str | None:
+    bar = page.locator("#error-bar")
+    return bar.inner_text() if bar.is_visible() else None
+
+
+# --- #10 item 7: error states ---------------------------------------------------------------------------
+def test_unknown_asset_after_a_real_one_clears_the_video_and_keeps_the_error(page, synthetic, artifacts):
+    server = synthetic["server"]
+    list_calls = []
+    page.on("request", lambda request: list_calls.append(request.url) if request.url.endswith("/asset") else None)
+    page.goto(f"{server.url}/#/asset/{synthetic['ids']['jump']}/pose")
+    wait_for_pose(page)
+    page.evaluate("location.hash = '#/asset/0123456789abcdef0123456789abcdef'")
+    page.wait_for_selector("#error-bar:not([hidden])")
+    assert "unknown asset" in error_bar(page)
+    assert page.locator("video").count() == 0, "the old video stays on screen"
+    # An execution is running, so the list refreshes every 1.5 s: the error must survive those refreshes.
+    calls = len(list_calls)
+    page.wait_for_timeout(3500)
+    assert len(list_calls) >= calls + 2, "the asset list did not refresh"
+    assert "unknown asset" in (error_bar(page) or ""), "a list refresh hid the error"
+    page.screenshot(path=str(artifacts / "error-unknown-asset.png"))
+    # Going to a real asset clears it.
+    page.evaluate(f"location.hash = '#/asset/{synthetic['ids']['plain']}/overview'")
+    page.wait_for_selector("#error-bar[hidden]", state="attached")
+
+
+def test_upload_button_is_disabled_while_uploading_and_failures_are_errors(page, synthetic, astronaut_mp4, artifacts):
+    server = synthetic["server"]
+    held = []
+    page.route("**/upload?*", lambda route: held.append(route))
+    page.goto(f"{server.url}/")
+    page.set_input_files("#upload-file", str(astronaut_mp4))
+    button = page.locator("#upload-form button[type=submit]")
+    button.click()
+    page.wait_for_function("() => document.querySelector('#upload-form button[type=submit]').disabled")
+    button.click(force=True)  # a second click while the first upload runs
+    page.wait_for_timeout(300)
+    assert len(held) == 1, "a second click submitted the upload twice"
+    held[0].fulfill(status=415, content_type="application/json",
+                    body=json.dumps({"Code": "UnsupportedMediaTypeError", "Message": "not a video this app reads"}))
+    message = page.locator("#upload-message")
+    message.locator("text=not a video this app reads").wait_for()
+    assert message.get_attribute("role") == "alert" and "error" in message.get_attribute("class")
+    colour = page.evaluate("getComputedStyle(document.querySelector('#upload-message')).color")
+    muted = page.evaluate("getComputedStyle(document.querySelector('.muted')).color")
+    assert colour != muted and colour == "rgb(255, 133, 137)", colour  # the error colour, not grey
+    assert not button.is_disabled()
+    page.screenshot(path=str(artifacts / "upload-error.png"))

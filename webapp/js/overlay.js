@@ -2,6 +2,7 @@
 // PoseOverlay that keeps a canvas over a <video> in step with playback, size and threshold.
 
 // The rectangle (in the element's CSS pixels) where the video picture is shown, for any object-fit.
+// position: [x, y], each a fraction of the free space (0.5 centres) or {px} an offset in pixels.
 export function contentRect(boxWidth, boxHeight, videoWidth, videoHeight, fit = 'contain', position = [0.5, 0.5]) {
   if (!videoWidth || !videoHeight || !boxWidth || !boxHeight) return null;
   let width = boxWidth, height = boxHeight;
@@ -12,12 +13,21 @@ export function contentRect(boxWidth, boxHeight, videoWidth, videoHeight, fit = 
     width = videoWidth * scale;
     height = videoHeight * scale;
   }
+  const place = (p, free) => (typeof p === 'object' ? p.px : free * p);
   return {
-    x: (boxWidth - width) * position[0],
-    y: (boxHeight - height) * position[1],
+    x: place(position[0], boxWidth - width),
+    y: place(position[1], boxHeight - height),
     width,
     height,
   };
+}
+
+// One object-position component: '30%', '12px', or a keyword.
+function positionPart(part) {
+  if (part === undefined) return 0.5;
+  if (part.endsWith('%')) return parseFloat(part) / 100;
+  if (part.endsWith('px')) return { px: parseFloat(part) };
+  return part === 'left' || part === 'top' ? 0 : part === 'right' || part === 'bottom' ? 1 : 0.5;
 }
 
 // The displayed picture of a <video> in coordinates relative to `relativeTo` (the overlay canvas).
@@ -30,10 +40,9 @@ export function displayedVideoRect(video, relativeTo = video) {
   const top = box.top - origin.top + px('borderTopWidth') + px('paddingTop');
   const width = box.width - px('borderLeftWidth') - px('borderRightWidth') - px('paddingLeft') - px('paddingRight');
   const height = box.height - px('borderTopWidth') - px('borderBottomWidth') - px('paddingTop') - px('paddingBottom');
-  const position = (style.objectPosition || '50% 50%').split(' ').map((part) => (
-    part.endsWith('%') ? parseFloat(part) / 100 : part === 'left' || part === 'top' ? 0 : part === 'right' || part === 'bottom' ? 1 : 0.5));
+  const parts = (style.objectPosition || '50% 50%').split(' ');
   const rect = contentRect(width, height, video.videoWidth, video.videoHeight, style.objectFit || 'contain',
-    [position[0] ?? 0.5, position[1] ?? position[0] ?? 0.5]);
+    [positionPart(parts[0]), positionPart(parts[1] ?? parts[0])]);
   return rect && { ...rect, x: rect.x + left, y: rect.y + top };
 }
 
@@ -102,9 +111,28 @@ function blendPerson(a, b, w) {
   };
 }
 
+// How fast a person can plausibly move between two samples, in body heights per second (a sprinter far
+// from the camera is about 4); plus half a body height of slack for box jitter.
+export const MAX_SPEED_HEIGHTS_PER_S = 4;
+export const MAX_SIZE_RATIO = 2;
+
+// Whether two samples of one track, dtMs apart, are too far apart (or too different in size) to be the same
+// person moving: then the overlay shows the nearest sample instead of sliding a skeleton between them.
+// Distances are in the picture's pixels (`aspect` = width / height), so tall and wide videos count alike.
+export function implausibleJump(a, b, dtMs, aspect = 1) {
+  const height = (box) => Math.max(1e-6, box[3] - box[1]);
+  const ha = height(a.bbox), hb = height(b.bbox);
+  if (Math.max(ha, hb) / Math.min(ha, hb) > MAX_SIZE_RATIO) return true;
+  const [ax, ay] = bboxCenter(a.bbox), [bx, by] = bboxCenter(b.bbox);
+  const distance = Math.hypot((ax - bx) * aspect, ay - by);
+  const reach = Math.max(ha, hb) * (0.5 + MAX_SPEED_HEIGHTS_PER_S * Math.max(0, dtMs) / 1000);
+  return distance > reach;
+}
+
 // The persons to draw at time t (ms): interpolated between the sampled frames around t. Before the first
-// or after the last sample, the nearest sample is held for at most `hold` ms (one sampling period).
-export function personsAt(frames, t, hold) {
+// or after the last sample, the nearest sample is held for at most `hold` ms (one sampling period). A track
+// whose two samples are an implausible jump apart is not interpolated: the nearer sample is shown.
+export function personsAt(frames, t, hold, aspect = 1) {
   if (!frames.length) return [];
   const i = frameIndexAt(frames, t);
   if (i < 0) return t >= frames[0].timestamp_ms - hold ? frames[0].persons : [];
@@ -115,31 +143,71 @@ export function personsAt(frames, t, hold) {
   const w = span > 0 ? (t - a.timestamp_ms) / span : 0;
   if (w === 0) return a.persons;
   return matchPersons(a.persons, b.persons).flatMap(([p, q]) => {
-    if (p && q) return [blendPerson(p, q, w)];
+    if (p && q) {
+      if (!implausibleJump(p, q, span, aspect)) return [blendPerson(p, q, w)];
+      return [w < 0.5 ? p : q];
+    }
     const alone = p || q;
     return (p ? w < 0.5 : w >= 0.5) ? [alone] : [];
   });
 }
 
-const PALETTE = ['#ff3b30', '#34c759', '#0a84ff', '#ffcc00', '#af52de', '#ff9500', '#5ac8fa', '#ff2d55',
-  '#a2845e', '#30d158', '#64d2ff', '#bf5af2'];
+// A Glasbey-style categorical palette (greedy max-min CIEDE2000 over an sRGB grid, kept away from black,
+// white and the app's background, lightness 58-90 so every colour reads on a dark video): any two colours
+// differ by at least 16.8 ΔE00 and neighbours (track n, n+1) by at least 28.
+export const PALETTE = ['#f00fff', '#ff4b00', '#00a500', '#0096ff', '#d2a51e', '#00c3c3', '#e196a5', '#c3f01e',
+  '#c3b4ff', '#3cffb4', '#ffb487', '#a5b478', '#78d2ff', '#ff3c96', '#9678ff', '#d27800'];
 
-export function trackColour(person, index) {
-  const key = person.track_id ?? index;
+export function trackColour(person, index = 0) {
+  const key = person?.track_id ?? index;
   return PALETTE[((key % PALETTE.length) + PALETTE.length) % PALETTE.length];
 }
 
+// A person's height on screen in CSS pixels (from the box), the scale for line width and dot size.
+export function personSizePx(rect, person) {
+  return Math.max(1, (person.bbox[3] - person.bbox[1]) * rect.height);
+}
+
+export function lineWidthFor(sizePx) {
+  return Math.min(5, Math.max(1, sizePx / 90));
+}
+
+// Keypoint dots: opacity and radius grow with the keypoint's score (a guess is faint and small).
+export function keypointStyle(score, sizePx) {
+  const s = Math.min(1, Math.max(0, score));
+  return { alpha: 0.25 + 0.75 * s, radius: Math.min(6, Math.max(1.5, sizePx / 60)) * (0.55 + 0.45 * s) };
+}
+
+// The head of a person: the highest scoring head keypoint, else the top of the box (normalized coordinates).
+function headPoint(person, threshold) {
+  const head = person.keypoints.slice(0, 5).filter((kp) => kp[2] >= threshold);
+  if (head.length) return [head.reduce((sum, kp) => sum + kp[0], 0) / head.length, Math.min(...head.map((kp) => kp[1]))];
+  return [(person.bbox[0] + person.bbox[2]) / 2, person.bbox[1]];
+}
+
 // Draw persons on a 2D context whose units are CSS pixels; returns how many persons had something drawn.
-export function drawPersons(ctx, rect, persons, skeleton, threshold, scale = 1) {
+// options: labels (track ids at the head), hidden (Set of track ids not drawn), highlight (a track id drawn
+// boldly with its box while the others are dimmed).
+export function drawPersons(ctx, rect, persons, skeleton, threshold, scale = 1, options = {}) {
+  const { labels = false, hidden = new Set(), highlight = null } = options;
   let drawn = 0;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(rect.x, rect.y, rect.width, rect.height);
+  ctx.clip();
   persons.forEach((person, index) => {
+    if (person.track_id != null && hidden.has(person.track_id)) return;
     const colour = trackColour(person, index);
     const points = person.keypoints.map(([x, y, s]) => (s >= threshold ? toDisplay(rect, x, y) : null));
     if (!points.some(Boolean)) return;
     drawn += 1;
+    const size = personSizePx(rect, person);
+    const focused = highlight == null || person.track_id === highlight;
+    const emphasis = highlight != null && focused ? 1.6 : 1;
+    ctx.globalAlpha = focused ? 1 : 0.3;
     ctx.strokeStyle = colour;
     ctx.fillStyle = colour;
-    ctx.lineWidth = 3 * scale;
+    ctx.lineWidth = lineWidthFor(size) * scale * emphasis;
     ctx.lineCap = 'round';
     for (const [i, j] of skeleton) {
       if (!points[i] || !points[j]) continue;
@@ -148,13 +216,39 @@ export function drawPersons(ctx, rect, persons, skeleton, threshold, scale = 1) 
       ctx.lineTo(...points[j]);
       ctx.stroke();
     }
-    for (const point of points) {
-      if (!point) continue;
+    points.forEach((point, k) => {
+      if (!point) return;
+      const style = keypointStyle(person.keypoints[k][2], size);
+      ctx.globalAlpha = style.alpha * (focused ? 1 : 0.3);
       ctx.beginPath();
-      ctx.arc(point[0], point[1], 4 * scale, 0, 2 * Math.PI);
+      ctx.arc(point[0], point[1], style.radius * scale * emphasis, 0, 2 * Math.PI);
       ctx.fill();
+    });
+    ctx.globalAlpha = focused ? 1 : 0.3;
+    if (highlight != null && focused) {
+      const [x1, y1] = toDisplay(rect, person.bbox[0], person.bbox[1]);
+      const [x2, y2] = toDisplay(rect, person.bbox[2], person.bbox[3]);
+      ctx.setLineDash([6, 4]);
+      ctx.lineWidth = 1.5 * scale;
+      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      ctx.setLineDash([]);
     }
+    if (labels && person.track_id != null) {
+      const [hx, hy] = toDisplay(rect, ...headPoint(person, threshold));
+      const text = `#${person.track_id}`;
+      ctx.font = `600 ${Math.round(12 * scale)}px system-ui, sans-serif`;
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'bottom';
+      const y = Math.max(rect.y + 14 * scale, hy - 6 * scale);
+      ctx.lineWidth = 3 * scale;
+      ctx.strokeStyle = 'rgba(0,0,0,0.85)';
+      ctx.strokeText(text, hx, y);
+      ctx.fillStyle = colour;
+      ctx.fillText(text, hx, y);
+    }
+    ctx.globalAlpha = 1;
   });
+  ctx.restore();
   return drawn;
 }
 
@@ -163,10 +257,12 @@ export class PoseOverlay {
   constructor(video, canvas, document) {
     this.video = video;
     this.canvas = canvas;
-    this.frames = [...document.frames].sort((p, q) => p.timestamp_ms - q.timestamp_ms);
     this.skeleton = document.skeleton;
     this.hold = 1000 / (document.fps || 1);
+    this.aspect = document.video?.width && document.video?.height ? document.video.width / document.video.height : 1;
     this.threshold = 0.3;
+    this.options = { labels: false, hidden: new Set(), highlight: null };
+    this.setFrames(document.frames);
     this.frameRequest = 0;
     const redraw = () => this.draw();
     this.resizeObserver = new ResizeObserver(redraw);
@@ -180,8 +276,20 @@ export class PoseOverlay {
     this.draw();
   }
 
+  // The sampled frames (sorted here); called again as more result pages arrive.
+  setFrames(frames) {
+    this.frames = [...frames].sort((p, q) => p.timestamp_ms - q.timestamp_ms);
+    if (this.canvas) this.draw();
+  }
+
   setThreshold(value) {
     this.threshold = value;
+    this.draw();
+  }
+
+  // {labels, hidden, highlight}: any subset; the rest stay as they were.
+  setOptions(options) {
+    Object.assign(this.options, options);
     this.draw();
   }
 
@@ -196,6 +304,7 @@ export class PoseOverlay {
 
   draw() {
     const { canvas, video } = this;
+    if (!this.frames || !video) return;
     const ratio = window.devicePixelRatio || 1;
     const box = canvas.getBoundingClientRect();
     const width = Math.max(1, Math.round(box.width * ratio));
@@ -212,7 +321,8 @@ export class PoseOverlay {
     const t = video.currentTime * 1000;
     if (rect) {
       ctx.setTransform(width / box.width, 0, 0, height / box.height, 0, 0);
-      drawn = drawPersons(ctx, rect, personsAt(this.frames, t, this.hold), this.skeleton, this.threshold);
+      drawn = drawPersons(ctx, rect, personsAt(this.frames, t, this.hold, this.aspect), this.skeleton,
+        this.threshold, 1, this.options);
     }
     // For tests and debugging: what was drawn, for which time, into which picture rectangle.
     canvas.dataset.time = String(Math.round(t));
