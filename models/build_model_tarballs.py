@@ -8,13 +8,18 @@ For each container (``person-detector-yolo3``, ``pose-estimator-alphapose``) it 
     OUT/<container>/<model>-symbol.json, <model>-0000.params, code/inference.py   (the unpacked model dir)
     OUT/tarballs/<container>/model.tar.gz                                        (the same files, for S3)
 
-``OUT`` is then also the ``model_dir`` of ``mie_pose.backends.gluoncv.GluonCVBackend``.
+``OUT`` is then also the ``model_dir`` of ``mie_pose.backends.gluoncv.GluonCVBackend``, the local stand-in
+of the endpoint, which also finds the containers' local model server here (``OUT/sagemaker_local/``).
 The containers load only these files: no pip install, no weight download at boot.
+
+Needs the MXNet venv (``.venv-mxnet``, made by ``./run``). ``--reuse`` keeps networks already exported into
+``OUT`` with the same model and input shape (random-init builds for tests) and refreshes only ``code/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tarfile
 import time
@@ -35,6 +40,8 @@ def build_net(model_name: str, random_init: bool = False):
     import mxnet as mx
     from gluoncv import model_zoo
 
+    if random_init:
+        mx.random.seed(0)  # the same random weights on every build
     # pretrained_base=False always: the full pretrained weights replace the backbone's anyway.
     net = model_zoo.get_model(model_name, pretrained=not random_init, pretrained_base=False)
     if random_init:
@@ -57,18 +64,37 @@ def export_net(net, input_shape, model_dir: Path, model_name: str) -> tuple[Path
     return Path(prefix + "-symbol.json"), Path(prefix + "-0000.params")
 
 
-def stage_container(container: str, out_dir: Path, random_init: bool = False, input_shape=None) -> Path:
-    """Write the unpacked model dir of one container: exported network plus ``code/inference.py``."""
+LOCAL_SERVER = "sagemaker_local"
+EXPORT_STAMP = ".export.json"
+
+
+def stage_container(container: str, out_dir: Path, random_init: bool = False, input_shape=None,
+                    reuse: bool = False) -> Path:
+    """Write the unpacked model dir of one container: exported network plus its ``code/``."""
     model_name, default_shape = CONTAINERS[container]
     model_dir = out_dir / container
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    net = build_net(model_name, random_init=random_init)
-    export_net(net, input_shape or default_shape, model_dir, model_name)
+    stamp = {"model": model_name, "input_shape": list(input_shape or default_shape), "random_init": random_init}
+    stamp_path = model_dir / EXPORT_STAMP
+    reused = reuse and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp
+    if not reused:
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        net = build_net(model_name, random_init=random_init)
+        export_net(net, input_shape or default_shape, model_dir, model_name)
+        stamp_path.write_text(json.dumps(stamp))
     code_dir = model_dir / "code"
-    code_dir.mkdir()
-    shutil.copy2(MODELS_ROOT / container / "code" / "inference.py", code_dir / "inference.py")
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    shutil.copytree(MODELS_ROOT / container / "code", code_dir, ignore=shutil.ignore_patterns("__pycache__"))
     return model_dir
+
+
+def stage_local_server(out_dir: Path) -> Path:
+    """Copy the local model server (``models/sagemaker_local/worker.py``) beside the containers."""
+    target = out_dir / LOCAL_SERVER
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(MODELS_ROOT / LOCAL_SERVER / "worker.py", target / "worker.py")
+    return target
 
 
 def pack_tarball(model_dir: Path, tar_path: Path, compresslevel: int = 6) -> Path:
@@ -76,19 +102,20 @@ def pack_tarball(model_dir: Path, tar_path: Path, compresslevel: int = 6) -> Pat
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tar_path, "w:gz", compresslevel=compresslevel) as tar:
         for path in sorted(model_dir.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
+            if path.is_file() and "__pycache__" not in path.parts and path.name != EXPORT_STAMP:
                 tar.add(path, arcname=path.relative_to(model_dir).as_posix())
     return tar_path
 
 
 def build(out_dir, random_init: bool = False, containers=None, compresslevel: int = 6,
-          pack: bool = True, input_shapes: dict | None = None) -> dict:
+          pack: bool = True, input_shapes: dict | None = None, reuse: bool = False) -> dict:
     """Stage (and pack) every container; returns ``{container: {"model_dir", "tarball"}}``."""
     out_dir = Path(out_dir)
+    stage_local_server(out_dir)
     result = {}
     for container in containers or CONTAINERS:
         shape = (input_shapes or {}).get(container)
-        model_dir = stage_container(container, out_dir, random_init=random_init, input_shape=shape)
+        model_dir = stage_container(container, out_dir, random_init=random_init, input_shape=shape, reuse=reuse)
         tarball = None
         if pack:
             tarball = pack_tarball(model_dir, out_dir / "tarballs" / container / "model.tar.gz", compresslevel)
@@ -105,10 +132,12 @@ def main(argv=None) -> int:
                         help="build only this container (repeatable; default: both)")
     parser.add_argument("--compresslevel", type=int, default=6, help="gzip level 1-9 (default 6)")
     parser.add_argument("--no-pack", action="store_true", help="stage the model dirs only, no tarballs")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep networks already exported into OUT (same model and shape); refresh code/")
     args = parser.parse_args(argv)
     started = time.time()
     built = build(args.out, random_init=args.random_init, containers=args.container,
-                  compresslevel=args.compresslevel, pack=not args.no_pack)
+                  compresslevel=args.compresslevel, pack=not args.no_pack, reuse=args.reuse)
     for container, paths in built.items():
         print(f"{container}: {paths['model_dir']}" + (f" -> {paths['tarball']}" if paths["tarball"] else ""))
     print(f"done in {time.time() - started:.1f} s")

@@ -1,17 +1,25 @@
-"""SageMaker MXNet serving handlers: find every person in one image or a batch of images.
+"""SageMaker MXNet serving script: find every person in one image or a batch of images.
 
 First container of the serial inference pipeline ``person-detector-yolo3 -> pose-estimator-alphapose``.
 The network is GluonCV's ``yolo3_mobilenet1.0_coco`` exported as symbol + params (see
-``models/build_model_tarballs.py``); nothing is downloaded or pip-installed here.
+``models/build_model_tarballs.py``); nothing is downloaded or pip-installed here. Images are prepared as
+GluonCV's ``presets.yolo.transform_test`` prepares them (MXNet's own resize, to_tensor and normalize), so
+the boxes are GluonCV's for the same image.
 
 The JSON this container answers is exactly the pose container's request (``models/README.md``): per
 image its size, the encoded image itself (the next container sees nothing else) and the person boxes.
 
+The toolkit (``sagemaker-mxnet-inference``) calls ``model_fn`` once, then ``transform_fn`` per request;
+``model_fn`` may return any object only because ``transform_fn`` is defined (else it must be a Gluon
+Block or Module), and with ``transform_fn`` the script must not define ``input_fn``/``predict_fn``/
+``output_fn``.
+
 Settings, read per request from the environment and overridable in a JSON request:
 ``MIE_POSE_DETECTOR_THRESHOLD`` (0.5), ``MIE_POSE_MAX_PERSONS`` (100), ``MIE_POSE_DETECTOR_SHORT`` (512),
-``MIE_POSE_DETECTOR_MAX_SIZE`` (1024), ``MIE_POSE_DETECTOR_BATCH`` (8), ``MIE_POSE_JPEG_QUALITY`` (92).
+``MIE_POSE_DETECTOR_MAX_SIZE`` (1024), ``MIE_POSE_DETECTOR_BATCH`` (8).
 
-Self-contained on purpose (Python 3.8+, mxnet, numpy, cv2): the ``mie_pose`` package is not in the container.
+Only what the MXNet inference container ships: mxnet, numpy and the standard library (no Python OpenCV,
+no ``mie_pose``, no gluoncv; no code/requirements.txt).
 """
 
 from __future__ import annotations
@@ -21,14 +29,17 @@ import glob
 import io
 import json
 import os
+import struct
+import zlib
 
-import cv2
 import numpy as np
 
 CONTRACT_VERSION = 1
 PERSON_CLASS = 0
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+# OpenCV's code 2 (INTER_CUBIC), what GluonCV's resize_short_within passes to mx.image.imresize.
+RESIZE_INTERP = 2
 
 IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png", "image/jpg")
 JSON_TYPE = "application/json"
@@ -40,40 +51,64 @@ _DEFAULTS = {
     "short": ("MIE_POSE_DETECTOR_SHORT", int, 512),
     "max_size": ("MIE_POSE_DETECTOR_MAX_SIZE", int, 1024),
     "batch": ("MIE_POSE_DETECTOR_BATCH", int, 8),
-    "jpeg_quality": ("MIE_POSE_JPEG_QUALITY", int, 92),
 }
 
 
 class RequestError(ValueError):
-    """The request body or content type cannot be read."""
+    """The request body, its content type or the accept type cannot be served."""
+
+
+class DetectorModel:
+    """The loaded network and the device it runs on."""
+
+    def __init__(self, net, ctx):
+        self.net = net
+        self.ctx = ctx
+
+    def __call__(self, batch):
+        """(N, 3, h, w) float32 NDArray -> class ids (N, 100, 1), scores (N, 100, 1), boxes (N, 100, 4)."""
+        return [out.asnumpy() for out in self.net(batch.as_in_context(self.ctx))]
 
 
 def settings(overrides: dict | None = None) -> dict:
     """The detector settings: environment first, then the request's own values."""
-    values = {}
-    for key, (env, cast, default) in _DEFAULTS.items():
-        values[key] = cast(os.environ.get(env, default))
+    values = {key: cast(os.environ.get(env, default)) for key, (env, cast, default) in _DEFAULTS.items()}
     for key, value in (overrides or {}).items():
         if key in _DEFAULTS and value is not None:
             values[key] = _DEFAULTS[key][1](value)
     return values
 
 
-# ---- SageMaker handlers -------------------------------------------------------------------------
+# ---- the toolkit's entry points -------------------------------------------------------------------
 
 
-def model_fn(model_dir: str):
+def model_fn(model_dir: str) -> DetectorModel:
     """Load the exported network (``*-symbol.json`` + ``*-0000.params``) from ``model_dir``."""
     import mxnet as mx
 
     symbol, params = find_exported(model_dir)
     ctx = mx.gpu() if mx.context.num_gpus() > 0 else mx.cpu()
-    net = mx.gluon.SymbolBlock.imports(symbol, ["data"], params, ctx=ctx)
-    return {"net": net, "ctx": ctx}
+    return DetectorModel(mx.gluon.SymbolBlock.imports(symbol, ["data"], params, ctx=ctx), ctx)
 
 
-def input_fn(request_body, content_type: str = JSON_TYPE) -> dict:
-    """Decode a request into ``{"images": [{"rgb", "encoded"}], "options": {...}}``.
+def transform_fn(model: DetectorModel, request_body, content_type: str, accept: str):
+    """One request in, ``(the pose container's request JSON, content type)`` out."""
+    check_accept(accept)
+    images, options = read_request(request_body, content_type)
+    return json.dumps(detect(model, images, settings(options))), JSON_TYPE
+
+
+# ---- request and answer -----------------------------------------------------------------------------
+
+
+def check_accept(accept: str) -> None:
+    kind = (accept or JSON_TYPE).split(";")[0].strip().lower()
+    if kind not in (JSON_TYPE, "*/*"):
+        raise RequestError(f"unsupported accept type {accept!r}; this container answers {JSON_TYPE}")
+
+
+def read_request(request_body, content_type: str):
+    """Decode a request into ``([{"rgb", "encoded"}], options)``.
 
     - ``application/x-image`` (or ``image/jpeg``, ``image/png``): one encoded image.
     - ``application/json``: ``{"images": [base64 JPEG/PNG, ...], "threshold"?, "max_persons"?, "short"?}``.
@@ -82,7 +117,7 @@ def input_fn(request_body, content_type: str = JSON_TYPE) -> dict:
     kind = (content_type or JSON_TYPE).split(";")[0].strip().lower()
     if kind in IMAGE_TYPES:
         encoded = _as_bytes(request_body)
-        return {"images": [{"rgb": decode_image(encoded), "encoded": encoded}], "options": {}}
+        return [{"rgb": decode_image(encoded), "encoded": encoded}], {}
     if kind == JSON_TYPE:
         try:
             request = json.loads(request_body)
@@ -94,76 +129,48 @@ def input_fn(request_body, content_type: str = JSON_TYPE) -> dict:
         for item in request["images"]:
             encoded = base64.b64decode(item)
             images.append({"rgb": decode_image(encoded), "encoded": encoded})
-        options = {key: request.get(key) for key in _DEFAULTS if key in request}
-        return {"images": images, "options": options}
+        return images, {key: request[key] for key in _DEFAULTS if key in request}
     if kind == NPY_TYPE:
         array = np.load(io.BytesIO(_as_bytes(request_body)), allow_pickle=False)
         if array.ndim == 3:
             array = array[None]
         if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
             raise RequestError(f"x-npy request must be uint8 (N,H,W,3) RGB, got {array.dtype} {array.shape}")
-        return {"images": [{"rgb": np.ascontiguousarray(a), "encoded": None} for a in array], "options": {}}
+        return [{"rgb": np.ascontiguousarray(a), "encoded": None} for a in array], {}
     raise RequestError(f"unsupported content type {content_type!r}")
 
 
-def predict_fn(data: dict, model: dict) -> dict:
-    """Run the detector on every image and keep all person boxes above the threshold."""
+def detect(model, images: list, config: dict) -> dict:
+    """Person boxes above the threshold in every image: the pose container's request (``models/README.md``).
+
+    Images whose network inputs have the same shape (frames of one video) share network calls.
+    """
     import mxnet as mx
 
-    config = settings(data.get("options"))
-    images = data["images"]
-    results = [None] * len(images)
     tensors = [preprocess(item["rgb"], config["short"], config["max_size"]) for item in images]
-
-    # Frames of one video share a size: batch those with equal input shapes.
+    answer = [None] * len(images)
     by_shape = {}
     for index, tensor in enumerate(tensors):
         by_shape.setdefault(tensor.shape, []).append(index)
     for indices in by_shape.values():
-        for start in range(0, len(indices), config["batch"]):
-            chunk = indices[start:start + config["batch"]]
-            batch = mx.nd.array(np.stack([tensors[i] for i in chunk]), ctx=model["ctx"])
-            class_ids, scores, boxes = [out.asnumpy() for out in model["net"](batch)]
+        for start in range(0, len(indices), max(1, config["batch"])):
+            chunk = indices[start:start + max(1, config["batch"])]
+            class_ids, scores, boxes = model(mx.nd.concat(*[tensors[i] for i in chunk], dim=0))
             for row, index in enumerate(chunk):
-                rgb = images[index]["rgb"]
-                persons = select_persons(
-                    class_ids[row], scores[row], boxes[row],
-                    input_size=tensors[index].shape[1:],
-                    image_size=rgb.shape[:2],
-                    threshold=config["threshold"],
-                    max_persons=config["max_persons"],
-                )
-                results[index] = {
+                rgb, encoded = images[index]["rgb"], images[index]["encoded"]
+                answer[index] = {
                     "width": int(rgb.shape[1]),
                     "height": int(rgb.shape[0]),
-                    "persons": persons,
-                    "rgb": rgb,
-                    "encoded": images[index].get("encoded"),
+                    # The pose container sees only this answer: the request's own bytes, or lossless PNG.
+                    "image": base64.b64encode(encoded if encoded is not None else encode_png(rgb)).decode("ascii"),
+                    "persons": select_persons(class_ids[row], scores[row], boxes[row],
+                                              input_size=tensors[index].shape[2:], image_size=rgb.shape[:2],
+                                              threshold=config["threshold"], max_persons=config["max_persons"]),
                 }
-    return {"images": results, "options": config}
+    return {"version": CONTRACT_VERSION, "images": answer}
 
 
-def output_fn(prediction: dict, accept: str = JSON_TYPE):
-    """Serialize to the pose container's request JSON; returns ``(body, content_type)``."""
-    kind = (accept or JSON_TYPE).split(";")[0].strip().lower()
-    if kind not in (JSON_TYPE, "*/*"):
-        raise RequestError(f"unsupported accept type {accept!r}; this container answers {JSON_TYPE}")
-    quality = prediction.get("options", {}).get("jpeg_quality", settings()["jpeg_quality"])
-    body = {"version": CONTRACT_VERSION, "images": []}
-    for item in prediction["images"]:
-        encoded = item.get("encoded")
-        if encoded is None:
-            encoded = encode_jpeg(item["rgb"], quality)
-        body["images"].append({
-            "width": item["width"],
-            "height": item["height"],
-            "image": base64.b64encode(encoded).decode("ascii"),
-            "persons": item["persons"],
-        })
-    return json.dumps(body), JSON_TYPE
-
-
-# ---- pure functions -----------------------------------------------------------------------------
+# ---- pure functions -------------------------------------------------------------------------------
 
 
 def find_exported(model_dir: str):
@@ -178,40 +185,50 @@ def find_exported(model_dir: str):
 
 
 def decode_image(encoded: bytes) -> np.ndarray:
-    """JPEG/PNG bytes -> uint8 RGB (H, W, 3)."""
-    bgr = cv2.imdecode(np.frombuffer(encoded, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise RequestError("cannot decode image bytes")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    """JPEG/PNG bytes -> uint8 RGB (H, W, 3), decoded by MXNet's built-in OpenCV as GluonCV's demo reads."""
+    import mxnet as mx
+
+    try:
+        return mx.image.imdecode(encoded).asnumpy()
+    except mx.base.MXNetError as exc:
+        raise RequestError(f"cannot decode image bytes: {str(exc).splitlines()[0]}") from None
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RequestError("cannot encode image as JPEG")
-    return buffer.tobytes()
+def encode_png(rgb: np.ndarray) -> bytes:
+    """uint8 RGB (H, W, 3) -> PNG bytes (lossless, standard library only)."""
+    height, width = rgb.shape[:2]
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), np.ascontiguousarray(rgb).reshape(height, -1)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+            + chunk(b"IEND", b""))
 
 
 def resized_shape(height: int, width: int, short: int, max_size: int):
-    """(h, w) with the short side at ``short`` unless the long side would pass ``max_size``."""
-    scale = short / min(height, width)
-    if max(height, width) * scale > max_size:
-        scale = max_size / max(height, width)
-    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    """(h, w) of GluonCV's ``resize_short_within``: the short side at ``short`` unless the long side would
+    pass ``max_size``."""
+    small, large = min(height, width), max(height, width)
+    scale = float(short) / float(small)
+    if np.round(scale * large) > max_size:
+        scale = float(max_size) / float(large)
+    return int(np.round(height * scale)), int(np.round(width * scale))
 
 
-def preprocess(rgb: np.ndarray, short: int = 512, max_size: int = 1024) -> np.ndarray:
-    """uint8 RGB image -> float32 (3, h, w) network input: resized, scaled to 0..1, mean/std normalized."""
-    height, width = rgb.shape[:2]
-    new_h, new_w = resized_shape(height, width, short, max_size)
-    shrink = new_h * new_w < height * width
-    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    normalized = (resized.astype(np.float32) / 255.0 - MEAN) / STD
-    return np.ascontiguousarray(normalized.transpose(2, 0, 1))
+def preprocess(rgb: np.ndarray, short: int = 512, max_size: int = 1024):
+    """uint8 RGB image -> float32 (1, 3, h, w) NDArray, exactly as ``presets.yolo.transform_test``."""
+    import mxnet as mx
+
+    new_h, new_w = resized_shape(rgb.shape[0], rgb.shape[1], short, max_size)
+    resized = mx.image.imresize(mx.nd.array(rgb, dtype="uint8"), new_w, new_h, interp=RESIZE_INTERP)
+    tensor = mx.nd.image.normalize(mx.nd.image.to_tensor(resized), mean=MEAN, std=STD)
+    return tensor.expand_dims(0)
 
 
 def select_persons(class_ids, scores, boxes, input_size, image_size, threshold, max_persons):
-    """Person boxes above ``threshold``, best first, in image pixels and normalized to 0..1.
+    """Person boxes scoring above ``threshold``, best first, in image pixels and normalized to 0..1.
 
     ``boxes`` are in network-input pixels (``input_size`` = (h, w)); ``image_size`` is the original (h, w).
     Boxes are clipped to the image; those left with no area are dropped.
@@ -225,17 +242,11 @@ def select_persons(class_ids, scores, boxes, input_size, image_size, threshold, 
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
     keep = (class_ids == PERSON_CLASS) & (scores > threshold)
-    keep &= (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    keep &= (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
     order = [i for i in np.argsort(-scores, kind="stable") if keep[i]][: max(0, int(max_persons))]
     norm = np.array([width, height, width, height], dtype=np.float64)
-    return [
-        {
-            "score": round(float(scores[i]), 4),
-            "bbox": [round(float(v), 5) for v in boxes[i] / norm],
-            "bbox_px": [round(float(v), 2) for v in boxes[i]],
-        }
-        for i in order
-    ]
+    return [{"score": float(scores[i]), "bbox": [float(v) for v in boxes[i] / norm],
+             "bbox_px": [float(v) for v in boxes[i]]} for i in order]
 
 
 def _as_bytes(body) -> bytes:
