@@ -135,3 +135,45 @@ def test_unknown_asset_and_backend(home, vtest_mp4):
     assert result.returncode == 1 and result.stderr.startswith("mie-pose: error:") and "Traceback" not in result.stderr
     result = mie_pose(home, "analyze", str(vtest_mp4), "--backend", "nope", "--max-frames", "1", check=False)
     assert result.returncode == 1 and "unknown backend" in result.stderr
+
+
+def test_routes_json_is_the_api_route_table(home):
+    from mie_pose.api.routes import ROUTES
+
+    table = json.loads(mie_pose(home, "routes", "--json").stdout)
+    assert [(r["method"], r["path"], r["handler"]) for r in table] == [(r.method, r.path, r.name) for r in ROUTES]
+    assert {"GET /version", "POST /metadata/{asset_id}", "GET /workflow/execution/status/{status}"} <= {
+        f"{r['method']} {r['path']}" for r in table}
+
+
+def test_a_killed_analysis_shows_as_error_and_the_asset_can_be_deleted(tmp_path, vtest_mp4):
+    """kill -9 during `mie-pose analyze`: `list` reports the run as Error with the reason, not Started forever."""
+    import signal
+    import time
+
+    home = tmp_path / "home"
+    env = dict(os.environ, MIE_POSE_HOME=str(home))
+    process = subprocess.Popen([*CLI, "analyze", str(vtest_mp4), "--fps", "10", "--no-progress"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            executions = SqliteDataplane(home).list_executions() if (home / "dataplane.sqlite3").exists() else []
+            if executions and executions[0]["Status"] == "Started":
+                break
+            assert process.poll() is None, "the analysis ended before it could be killed"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    listing = mie_pose(home, "list").stdout
+    assert "Error" in listing and f"worker process {process.pid}" in listing and "Started" not in listing
+    [execution] = SqliteDataplane(home).list_executions()
+    assert execution["Status"] == "Error"
+    asset_id = execution["AssetId"]
+    result = mie_pose(home, "delete", asset_id)
+    assert f"deleted asset {asset_id}" in result.stdout
+    assert asset_id not in mie_pose(home, "list").stdout
+    assert mie_pose(home, "delete", asset_id, check=False).returncode == 1

@@ -8,6 +8,7 @@ import pytest
 
 from pose_documents import make_document
 from mie_pose.dataplane import DataplaneError, SqliteDataplane, UnknownAsset
+from mie_pose.dataplane.base import NoResults, UnknownExecution
 from mie_pose.dataplane.cursor import decode_cursor, encode_cursor
 from mie_pose.storage import MediaLocation
 
@@ -30,7 +31,8 @@ def test_document_larger_than_a_page_reads_back_identical(dataplane, asset_id, n
     seen = list(dataplane.iter_pages(asset_id, "PoseDetection"))
     assert len(seen) == pages
     assert all(len(page["results"]["frames"]) <= page_frames for page in seen)
-    assert seen[-1]["cursor"] is None and all(page["cursor"] for page in seen[:-1])
+    # MIE's pagination: the last page has no cursor at all (a client loops `while cursor`).
+    assert "cursor" not in seen[-1] and all(page["cursor"] for page in seen[:-1])
     assert dataplane.read_document(asset_id, "PoseDetection") == document
 
 
@@ -74,17 +76,121 @@ def test_cursor_round_trip():
     assert decode_cursor(None) == 0
 
 
-def test_executions_record_stage_status(dataplane, asset_id):
+def test_executions_are_records_in_mies_shape(dataplane, asset_id):
     execution_id = dataplane.create_execution(asset_id, "PoseWorkflow", ["A", "B"])
+    record = dataplane.get_execution(execution_id)
+    assert record["Id"] == execution_id and record["AssetId"] == asset_id and record["Status"] == "Queued"
+    assert record["CurrentStage"] == "A" and record["Workflow"]["Name"] == "PoseWorkflow"
+    assert record["Globals"] == {"Media": {"Video": {"S3Bucket": "dataplane", "S3Key": "x.mp4"}}, "MetaData": {}}
+    assert record["Workflow"]["Stages"]["A"]["Status"] == "Started"  # MIE queues the first stage Started
+    assert record["Workflow"]["Stages"]["B"]["Status"] == "Not Started"
     dataplane.update_execution(execution_id, status="Started", stage="A", stage_status="Complete",
-                               stage_output={"Op": {"Status": "Complete"}})
-    execution = dataplane.get_execution(execution_id)
-    assert execution["status"] == "Started"
-    assert execution["stages"] == {"A": {"Status": "Complete", "Output": {"Op": {"Status": "Complete"}}},
-                                   "B": {"Status": "Waiting"}}
-    assert [e["execution_id"] for e in dataplane.list_executions(asset_id)] == [execution_id]
+                               stage_output=[{"Name": "Op", "Status": "Complete", "Media": {"Frames": {"S3Key": "f"}},
+                                              "MetaData": {"Op": 1}}])
+    dataplane.update_execution(execution_id, stage="B", stage_status="Started")
+    dataplane.update_execution(execution_id, stage="B", progress=(3, 10))
+    record = dataplane.get_execution(execution_id)
+    assert record["Status"] == "Started" and record["CurrentStage"] == "B"
+    assert record["Workflow"]["Stages"]["A"]["Outputs"][0]["Name"] == "Op"
+    assert record["Globals"]["Media"]["Frames"] == {"S3Key": "f"} and record["Globals"]["MetaData"] == {"Op": 1}
+    assert record["Workflow"]["Stages"]["B"]["Progress"] == {"FramesDone": 3, "FramesTotal": 10}
+    assert record["Workflow"]["Stages"]["B"]["Input"]["Media"]["Frames"] == {"S3Key": "f"}
+    dataplane.update_execution(execution_id, status="Complete")
+    assert dataplane.get_execution(execution_id)["CurrentStage"] == "End"
+    assert [e["Id"] for e in dataplane.list_executions(asset_id)] == [execution_id]
     with pytest.raises(UnknownAsset):
         dataplane.create_execution("nope", "PoseWorkflow", ["A"])
+    with pytest.raises(UnknownExecution):
+        dataplane.update_execution("nope", status="Error")
+    assert dataplane.delete_execution(execution_id)["Id"] == execution_id
+    assert dataplane.list_executions(asset_id) == []
+
+
+def test_operator_results_are_written_as_mie_does(dataplane, asset_id):
+    """store_asset_metadata: one call for a whole result, or pages that appear only with the last one."""
+    answer = dataplane.store_asset_metadata(asset_id, "Labels", "wf-1", {"Labels": ["person"]})
+    assert answer == {"Status": "Success", "Bucket": "dataplane",
+                      "Key": f"private/assets/{asset_id}/workflows/wf-1/Labels.json"}
+    assert dataplane.get_metadata_page(asset_id, "Labels") == {"asset_id": asset_id, "operator": "Labels",
+                                                               "results": {"Labels": ["person"]}}
+    for number in range(3):
+        assert dataplane.store_asset_metadata(asset_id, "Pages", "wf-1", {"page": number}, paginate=True) == \
+            {"Status": "Success"}
+        with pytest.raises(NoResults):  # nothing is visible before the last page
+            dataplane.get_metadata_page(asset_id, "Pages")
+    final = dataplane.store_asset_metadata(asset_id, "Pages", "wf-1", {"page": 3}, paginate=True, end=True)
+    assert final["Status"] == "Success" and final["Key"].endswith("/wf-1/Pages.json")
+    assert [page["results"] for page in dataplane.iter_pages(asset_id, "Pages")] == [{"page": n} for n in range(4)]
+    # A second paginated session replaces the document in one step.
+    dataplane.store_asset_metadata(asset_id, "Pages", "wf-2", {"page": "a"}, paginate=True)
+    assert len(list(dataplane.iter_pages(asset_id, "Pages"))) == 4
+    dataplane.store_asset_metadata(asset_id, "Pages", "wf-2", {"page": "b"}, paginate=True, end=True)
+    assert [page["results"] for page in dataplane.iter_pages(asset_id, "Pages")] == [{"page": "a"}, {"page": "b"}]
+    # Frames documents written page by page read back whole.
+    document = make_document(asset_id, 25)
+    header = {k: v for k, v in document.items() if k != "frames"}
+    for start in range(0, 25, 10):
+        dataplane.store_asset_metadata(asset_id, "PoseDetection", "wf-3",
+                                       {**header, "frames": document["frames"][start:start + 10]},
+                                       paginate=True, end=start + 10 >= 25)
+    assert dataplane.read_document(asset_id, "PoseDetection") == document
+    with pytest.raises(UnknownAsset):
+        dataplane.store_asset_metadata("nope", "Labels", "wf", {})
+    with pytest.raises(DataplaneError):
+        dataplane.store_asset_metadata(asset_id, "Labels", "wf", ["not", "a", "dict"])
+    assert dataplane.delete_metadata(asset_id, "Labels") is True and dataplane.delete_metadata(asset_id, "Labels") is False
+    assert dataplane.operators_with_metadata(asset_id) == ["Pages", "PoseDetection"]
+
+
+def test_delete_asset_removes_media_results_and_executions(dataplane, vtest_mp4):
+    asset_id = dataplane.import_video(vtest_mp4)
+    other = dataplane.import_video(vtest_mp4)
+    dataplane.storage.write_bytes(MediaLocation("dataplane", f"private/{asset_id}/workflows/w/frames/000000.jpg"), b"x")
+    dataplane.store_metadata(asset_id, "PoseDetection", make_document(asset_id, 3))
+    dataplane.create_execution(asset_id, "PoseWorkflow", ["A"])
+    video = MediaLocation.from_event(dataplane.get_asset(asset_id)["media"]["Video"])
+    summary = dataplane.delete_asset(asset_id)
+    assert summary == {"Media": 2, "Operators": ["PoseDetection"]}
+    assert not dataplane.storage.exists(video) and dataplane.storage.list_keys("dataplane", f"private/{asset_id}/") == []
+    with pytest.raises(UnknownAsset):
+        dataplane.get_asset(asset_id)
+    assert dataplane.list_executions(asset_id) == [] and dataplane.operators_with_metadata(asset_id) == []
+    assert [a["asset_id"] for a in dataplane.list_assets()] == [other]
+    assert dataplane.storage.exists(MediaLocation.from_event(dataplane.get_asset(other)["media"]["Video"]))
+
+
+def test_a_data_dir_from_before_the_mie_shapes_is_migrated(tmp_path):
+    import json
+    import sqlite3
+
+    home = tmp_path / "old"
+    home.mkdir()
+    db = sqlite3.connect(home / "dataplane.sqlite3")
+    db.executescript("""
+        CREATE TABLE assets (asset_id TEXT PRIMARY KEY, created REAL NOT NULL, source_name TEXT NOT NULL, media TEXT NOT NULL);
+        CREATE TABLE executions (execution_id TEXT PRIMARY KEY, asset_id TEXT NOT NULL, workflow TEXT NOT NULL,
+            status TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, stages TEXT NOT NULL, message TEXT);
+        CREATE TABLE metadata_headers (asset_id TEXT NOT NULL, operator TEXT NOT NULL, header TEXT NOT NULL,
+            pages INTEGER NOT NULL, frames INTEGER NOT NULL, updated REAL NOT NULL, PRIMARY KEY (asset_id, operator));
+        CREATE TABLE metadata_pages (asset_id TEXT NOT NULL, operator TEXT NOT NULL, page INTEGER NOT NULL,
+            frames TEXT NOT NULL, PRIMARY KEY (asset_id, operator, page));""")
+    document = make_document("a1", 5)
+    header = {k: v for k, v in document.items() if k != "frames"}
+    db.execute("INSERT INTO assets VALUES ('a1', 1.0, 'v.mp4', ?)", (json.dumps({"Video": {"S3Bucket": "b", "S3Key": "k"}}),))
+    db.execute("INSERT INTO executions VALUES ('e1', 'a1', 'PoseWorkflow', 'Error', 2.0, 3.0, ?, 'boom')",
+               (json.dumps({"S1": {"Status": "Error", "Output": {"Op": {"Name": "Op", "Status": "Error"}}},
+                            "S2": {"Status": "Waiting"}}),))
+    db.execute("INSERT INTO metadata_headers VALUES ('a1', 'PoseDetection', ?, 2, 5, 1.0)", (json.dumps(header),))
+    for page, frames in enumerate((document["frames"][:3], document["frames"][3:])):
+        db.execute("INSERT INTO metadata_pages VALUES ('a1', 'PoseDetection', ?, ?)", (page, json.dumps(frames)))
+    db.commit()
+    db.close()
+    dataplane = SqliteDataplane(home)
+    assert dataplane.read_document("a1", "PoseDetection") == document
+    [record] = dataplane.list_executions("a1")
+    assert record["Id"] == "e1" and record["Status"] == "Error" and record["Message"] == "boom"
+    assert record["Workflow"]["Stages"]["S2"]["Status"] == "Not Started"
+    assert record["Workflow"]["Stages"]["S1"]["Outputs"] == [{"Name": "Op", "Status": "Error"}]
 
 
 def test_imported_video_is_copied_into_media_store(dataplane, vtest_mp4):

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="list assets and their workflow executions")
 
+    delete = commands.add_parser("delete", help="delete an asset with its media, results and executions")
+    delete.add_argument("asset_id")
+
     export = commands.add_parser("export", help="export an asset's results: COCO keypoints JSON, CSV, or MP4 overlay")
     export.add_argument("asset_id")
     export.add_argument("--format", required=True, choices=("coco", "csv", "mp4"))
@@ -134,19 +137,19 @@ def cmd_analyze(args) -> int:
         execution = engine.run(asset_id, overrides, progress=bars.update)
     elapsed = time.monotonic() - started
     print(f"asset {asset_id}")
-    for stage in execution["stages"].values():
-        for output in (stage.get("Output") or {}).values():
+    for stage in execution["Workflow"]["Stages"].values():
+        for output in stage.get("Outputs") or []:
             for warning in (output.get("MetaData") or {}).get("Warnings", []):
                 print(f"mie-pose: warning: {output['Name']}: {warning}", file=sys.stderr)
-    if execution["status"] != "Complete":
-        raise CliError(f"workflow {execution['execution_id']} failed: {execution['message']}")
+    if execution["Status"] != "Complete":
+        raise CliError(f"workflow {execution['Id']} failed: {execution.get('Message') or execution['Status']}")
     _prepare_browser_proxy(dataplane, asset_id)
     document = dataplane.read_document(asset_id, schema.OPERATOR_NAME)
     frames = document["frames"]
     persons = sum(len(frame["persons"]) for frame in frames)
     with_people = sum(1 for frame in frames if frame["persons"])
     most = max((len(frame["persons"]) for frame in frames), default=0)
-    print(f"workflow {execution['execution_id']}: Complete in {elapsed:.1f} s")
+    print(f"workflow {execution['Id']}: Complete in {elapsed:.1f} s")
     print(f"frames {len(frames)} at {document['fps']:g} fps, {with_people} with people, "
           f"persons {persons} (at most {most} in one frame), backend {document['backend']}")
     if args.output:
@@ -175,6 +178,8 @@ def cmd_results(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from .workflow.engine import mark_dead_runs
+
     dataplane = _dataplane(args)
     assets = dataplane.list_assets()
     if not assets:
@@ -182,11 +187,42 @@ def cmd_list(args) -> int:
     for asset in assets:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(asset["created"]))
         print(f"{asset['asset_id']}  {created}  {asset['source_name']}")
-        for execution in dataplane.list_executions(asset["asset_id"]):
-            line = f"    execution {execution['execution_id']}  {execution['status']}"
-            if execution["message"]:
-                line += f"  ({execution['message']})"
+        for execution in mark_dead_runs(dataplane, dataplane.list_executions(asset["asset_id"])):
+            line = f"    execution {execution['Id']}  {execution['Status']}"
+            progress = _running_progress(execution)
+            if progress:
+                line += f"  {progress}"
+            if execution.get("Message"):
+                line += f"  ({execution['Message']})"
             print(line)
+    return 0
+
+
+def _running_progress(execution: dict) -> str:
+    """"PoseDetectionStage 120/400 frames" for a running execution, else ""."""
+    if execution["Status"] not in ("Queued", "Started"):
+        return ""
+    stage = execution["Workflow"]["Stages"].get(execution.get("CurrentStage") or "", {})
+    progress = stage.get("Progress")
+    if not progress:
+        return execution.get("CurrentStage") or ""
+    total = progress.get("FramesTotal")
+    return f"{execution['CurrentStage']} {progress['FramesDone']}/{total if total is not None else '?'} frames"
+
+
+def cmd_delete(args) -> int:
+    from .dataplane.base import Status
+    from .workflow.engine import mark_dead_runs
+
+    dataplane = _dataplane(args)
+    dataplane.get_asset(args.asset_id)
+    running = [e for e in mark_dead_runs(dataplane, dataplane.list_executions(args.asset_id)) if e["Status"] in Status.ACTIVE]
+    if running:
+        raise CliError(f"workflow {running[0]['Id']} is {running[0]['Status']} on asset {args.asset_id}: "
+                       "delete it once it has ended")
+    summary = dataplane.delete_asset(args.asset_id)
+    print(f"deleted asset {args.asset_id}: {summary['Media']} media objects, results of "
+          f"{', '.join(summary['Operators']) or 'no operators'}")
     return 0
 
 
@@ -218,7 +254,7 @@ def cmd_routes(args) -> int:
         print(json.dumps(table, indent=2))
     else:
         for route in table:
-            print(f"{route['method']:<5} {route['path']:<42} {route['description']}")
+            print(f"{route['method']:<6} {route['path']:<42} {route['description']}")
     return 0
 
 
@@ -264,6 +300,7 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "results": cmd_results,
     "list": cmd_list,
+    "delete": cmd_delete,
     "export": cmd_export,
     "serve": cmd_serve,
     "routes": cmd_routes,

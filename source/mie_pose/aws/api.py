@@ -11,6 +11,7 @@ gets the same Access-Control-Allow-* headers as the gateway's mock integration.
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 from .. import aws_runtime
@@ -24,12 +25,21 @@ from .openapi import preflight_headers
 MEDIA_URL_EXPIRES_S = 900
 
 
+# MIE's presigned uploads: at most 5 GiB, valid for an hour (its dataplane API's values).
+MAX_UPLOAD_BYTES = 5 * 1024 ** 3
+PRESIGNED_EXPIRES_S = 3600
+
+
 def request_from_event(event: dict) -> ApiRequest:
+    """An API Gateway proxy event, or the same shape from MIE's DataPlane helper invoking the Lambda directly."""
     body = event.get("body")
+    if body is not None and not isinstance(body, (str, bytes)):
+        body = json.dumps(body)
     if body is not None:
-        body = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+        body = base64.b64decode(body) if event.get("isBase64Encoded") else (body.encode() if isinstance(body, str) else body)
     return ApiRequest(method=str(event.get("httpMethod") or "GET").upper(), path=event.get("path") or "/",
-                      query=dict(event.get("queryStringParameters") or {}), body=body)
+                      query=dict(event.get("queryStringParameters") or {}), body=body,
+                      headers=dict(event.get("headers") or {}))
 
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -41,7 +51,10 @@ def _cors_headers() -> dict:
 
 
 def response_to_proxy(response: ApiResponse) -> dict:
-    headers = {"Content-Type": "application/json", **_cors_headers()}
+    headers = {"Content-Type": "application/json", **response.headers, **_cors_headers()}
+    if response.raw is not None:
+        return {"statusCode": response.status, "headers": headers, "isBase64Encoded": True,
+                "body": base64.b64encode(response.raw).decode()}
     return {"statusCode": response.status, "headers": headers, "body": response.encode().decode()}
 
 
@@ -76,9 +89,22 @@ def services_from_environment() -> ApiServices:
         return aws_runtime.s3_presigner().generate_presigned_url(
             "get_object", Params={"Bucket": chosen.bucket, "Key": chosen.key}, ExpiresIn=MEDIA_URL_EXPIRES_S)
 
-    return ApiServices(dataplane=aws_runtime.dataplane_from_environment(),
-                       start_workflow=starter.start_from_environment, media_exists=media_exists,
-                       media_url=media_url, media_url_expires_in=MEDIA_URL_EXPIRES_S)
+    def presign_upload(bucket: str, key: str, base_url: str) -> dict:
+        return aws_runtime.s3_presigner().generate_presigned_post(
+            Bucket=bucket, Key=key, Conditions=[["content-length-range", 0, MAX_UPLOAD_BYTES]],
+            ExpiresIn=PRESIGNED_EXPIRES_S)
+
+    def presign_download(bucket: str, key: str, base_url: str) -> str:
+        return aws_runtime.s3_presigner().generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGNED_EXPIRES_S)
+
+    dataplane = aws_runtime.dataplane_from_environment()
+    dataplane.storage = storage  # the exports read the video through it (MP4 overlay)
+    return ApiServices(dataplane=dataplane, start_workflow=starter.start_from_environment, media_exists=media_exists,
+                       media_url=media_url, media_url_expires_in=MEDIA_URL_EXPIRES_S,
+                       dataplane_bucket=os.environ.get("DATAPLANE_BUCKET") or "dataplane",
+                       presign_upload=presign_upload, presign_download=presign_download,
+                       state_machine_arn=os.environ.get("STATE_MACHINE_ARN"))
 
 
 def handler(event: dict, context=None) -> dict:

@@ -1,4 +1,5 @@
-"""The API Gateway definition (OpenAPI 3 body of the RestApi), generated from ``mie_pose.api.routes.ROUTES``.
+"""The API Gateway definition (OpenAPI 3 body of the RestApi), generated from ``mie_pose.api.routes.ROUTES``
+(each route's path and query parameters, its handler name as operationId).
 
 One path per route, each method authorized with IAM (SigV4) and proxied to the API Lambda, which routes
 again through ``handle_request``: the deployed API and the local server answer exactly the same table.
@@ -31,22 +32,23 @@ def api_body(routes=None, function: str = API_FUNCTION) -> dict:
     integration_uri = {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
                                   "functions/${" + function + ".Arn}/invocations"}
     paths: dict = {}
-    for method, template, handler, description in routes or ROUTES:
+    for route in routes or ROUTES:
+        template = route.path
         parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                       for name in _PARAM.findall(template)]
-        if handler == "get_metadata":
-            parameters.append({"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}})
+        parameters += [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                       for name in route.query]
         operation = {
-            "operationId": handler,
-            "summary": description,
+            "operationId": route.name,
+            "summary": route.description,
             "security": [{"sigv4": []}],
-            "responses": {"default": {"description": "JSON body; errors are {\"error\": message}"}},
+            "responses": {"default": {"description": "JSON body; errors are {\"Code\", \"Message\"} (Chalice's)"}},
             "x-amazon-apigateway-integration": {"type": "aws_proxy", "httpMethod": "POST", "uri": integration_uri,
                                                 "passthroughBehavior": "when_no_match"},
         }
         if parameters:
             operation["parameters"] = parameters
-        paths.setdefault(template, {})[method.lower()] = operation
+        paths.setdefault(template, {})[route.method.lower()] = operation
     for template, methods in paths.items():
         allowed = sorted(m.upper() for m in methods) + ["OPTIONS"]
         methods["options"] = _when_cors(_preflight(template, allowed))
@@ -56,6 +58,8 @@ def api_body(routes=None, function: str = API_FUNCTION) -> dict:
         "paths": paths,
         "components": {"securitySchemes": {"sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
                                                      "x-amazon-apigateway-authtype": "awsSigv4"}}},
+        # Exports (MP4, CSV) go back as base64 that API Gateway turns into bytes; JSON answers are unaffected.
+        "x-amazon-apigateway-binary-media-types": ["*/*"],
         "x-amazon-apigateway-gateway-responses": _when_cors({
             kind: {"responseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": _origin_literal()}}
             for kind in ("DEFAULT_4XX", "DEFAULT_5XX")}),

@@ -13,7 +13,13 @@ none) and never half of the new one; a failed run leaves only unreferenced pages
 removes. ``commit_documents`` publishes several operators' documents in one transaction (the AWS pose step
 commits ``PoseDetection`` and ``PoseDetectionRaw`` together), and ``read_page`` reads a staged page back.
 Pages are gzipped JSON in a binary attribute; a page over ``inline_limit`` bytes (DynamoDB items stop at
-400 KB) goes to the dataplane bucket and its item holds the key.
+400 KB) goes to the dataplane bucket and its item holds the key. A page is either a list of frames (the
+header item holds the rest of the document) or, written through MIE's operator-results contract
+(``store_asset_metadata``), a whole ``Results`` object; a paginated write keeps its version and page count
+in a ``session#{operator}#{workflow}`` item until its last page commits the header.
+
+Executions are stored whole in MIE's shape (``record``, JSON), with ``asset_id``, ``status`` and ``created``
+beside it for the index and for filtering.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ import time
 import uuid
 from typing import NamedTuple
 
-from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset, apply_stage_update
+from .base import (DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, NoResults, UnknownAsset,
+                   UnknownExecution, apply_execution_update, legacy_execution_record, metadata_key,
+                   new_execution_record, results_page)
+from ..storage import MediaLocation, browser_proxy_location
 from .cursor import decode_cursor, encode_cursor, split_pages
 
 TABLE_KEYS = {
@@ -91,31 +100,60 @@ class DynamoDataplane(Dataplane):
         items = self._scan(self.assets_table)
         return sorted((_asset_dict(item) for item in items), key=lambda a: a["created"])
 
+    def delete_asset(self, asset_id: str) -> dict:
+        asset = self.get_asset(asset_id)
+        operators = self.operators_with_metadata(asset_id)
+        for item in self._query(self.metadata_table, "asset_id = :a", {":a": {"S": asset_id}}):
+            if "s3_key" in item and self.s3 and self.bucket:
+                self.s3.delete_object(Bucket=self.bucket, Key=item["s3_key"]["S"])
+            self.client.delete_item(TableName=self.metadata_table, Key={"asset_id": item["asset_id"], "item": item["item"]})
+        for execution in self.list_executions(asset_id):
+            self.client.delete_item(TableName=self.executions_table, Key={"execution_id": {"S": execution["Id"]}})
+        deleted = 0
+        if self.s3 is not None:
+            for media in (asset["media"] or {}).values():
+                if isinstance(media, dict) and media.get("S3Bucket") and media.get("S3Key"):
+                    deleted += self._delete_objects(media["S3Bucket"], media["S3Key"], exact=True)
+                    proxy = browser_proxy_location(MediaLocation(media["S3Bucket"], media["S3Key"]))
+                    deleted += self._delete_objects(proxy.bucket, proxy.key, exact=True)
+            if self.bucket:
+                for prefix in (f"private/assets/{asset_id}/", f"private/{asset_id}/"):
+                    deleted += self._delete_objects(self.bucket, prefix)
+        self.client.delete_item(TableName=self.assets_table, Key={"asset_id": {"S": asset_id}})
+        return {"Media": deleted, "Operators": operators}
+
+    def _delete_objects(self, bucket: str, prefix: str, exact: bool = False) -> int:
+        """Delete the object ``prefix`` (exact) or every object under it; return how many went."""
+        keys, kwargs = [], {"Bucket": bucket, "Prefix": prefix}
+        while True:
+            response = self.s3.list_objects_v2(**kwargs)
+            keys += [obj["Key"] for obj in response.get("Contents", []) if not exact or obj["Key"] == prefix]
+            if not response.get("IsTruncated"):
+                break
+            kwargs["ContinuationToken"] = response["NextContinuationToken"]
+        for start in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]]})
+        return len(keys)
+
     # --- workflow executions ------------------------------------------------------------------
-    def create_execution(self, asset_id: str, workflow_name: str, stages: list[str],
-                         execution_id: str | None = None) -> str:
-        self.get_asset(asset_id)
+    def create_execution(self, asset_id, workflow_name, stages, *, execution_id=None, workflow=None,
+                         configuration=None, worker=None) -> str:
+        asset = self.get_asset(asset_id)
         execution_id = execution_id or uuid.uuid4().hex
-        now = repr(time.time())
-        self.client.put_item(TableName=self.executions_table, Item={
-            "execution_id": {"S": execution_id}, "asset_id": {"S": asset_id}, "workflow": {"S": workflow_name},
-            "status": {"S": "Queued"}, "created": {"N": now}, "updated": {"N": now},
-            "stages": {"S": json.dumps({name: {"Status": "Waiting"} for name in stages})}},
-            ConditionExpression="attribute_not_exists(execution_id)")
+        now = time.time()
+        record = new_execution_record(execution_id, asset_id, workflow_name, stages, workflow=workflow,
+                                      configuration=configuration, media=asset["media"], created=now)
+        if worker is not None:
+            record["Worker"] = worker
+        self.client.put_item(TableName=self.executions_table, Item=_execution_item(record, now),
+                             ConditionExpression="attribute_not_exists(execution_id)")
         return execution_id
 
-    def update_execution(self, execution_id, *, status=None, stage=None, stage_status=None, stage_output=None,
-                         message=None) -> None:
+    def update_execution(self, execution_id, **changes) -> None:
         # Stages run one after another, so read-modify-write cannot race with another writer of the record.
-        item = self._get_execution_item(execution_id)
-        stages = apply_stage_update(json.loads(item["stages"]["S"]), stage, stage_status, stage_output)
-        item["stages"] = {"S": json.dumps(stages)}
-        item["updated"] = {"N": repr(time.time())}
-        if status is not None:
-            item["status"] = {"S": status}
-        if message is not None:
-            item["message"] = {"S": message}
-        self.client.put_item(TableName=self.executions_table, Item=item)
+        record = _execution_dict(self._get_execution_item(execution_id))
+        apply_execution_update(record, **changes)
+        self.client.put_item(TableName=self.executions_table, Item=_execution_item(record))
 
     def get_execution(self, execution_id: str) -> dict:
         return _execution_dict(self._get_execution_item(execution_id))
@@ -126,13 +164,18 @@ class DynamoDataplane(Dataplane):
                                 index=EXECUTIONS_BY_ASSET_INDEX)
         else:
             items = self._scan(self.executions_table)
-        return sorted((_execution_dict(item) for item in items), key=lambda e: e["created"])
+        return sorted((_execution_dict(item) for item in items), key=lambda e: float(e["Created"]))
+
+    def delete_execution(self, execution_id: str) -> dict:
+        record = self.get_execution(execution_id)
+        self.client.delete_item(TableName=self.executions_table, Key={"execution_id": {"S": execution_id}})
+        return record
 
     def _get_execution_item(self, execution_id: str) -> dict:
         item = self.client.get_item(TableName=self.executions_table, Key={"execution_id": {"S": execution_id}},
                                     ConsistentRead=True).get("Item")
         if item is None:
-            raise DataplaneError(f"unknown workflow execution {execution_id}")
+            raise UnknownExecution(f"Exception: workflow execution '{execution_id}' not found")
         return item
 
     # --- operator metadata: staged writes ---------------------------------------------------------
@@ -140,11 +183,13 @@ class DynamoDataplane(Dataplane):
     def new_version() -> str:
         return uuid.uuid4().hex
 
-    def put_page(self, asset_id: str, operator: str, version: str, page: int, frames: list) -> None:
-        """Write one page of a version that is not visible until ``commit_metadata``."""
+    def put_page(self, asset_id: str, operator: str, version: str, page: int, frames: list | dict) -> None:
+        """Write one page (a frames list, or a whole Results object) of a version that is not visible until
+        ``commit_metadata``."""
         body = gzip.compress(json.dumps(frames, separators=(",", ":")).encode(), compresslevel=6)
+        count = len(frames) if isinstance(frames, list) else len(frames.get("frames") or [])
         item = {"asset_id": {"S": asset_id}, "item": {"S": _page_item(operator, version, page)},
-                "frame_count": {"N": str(len(frames))}}
+                "frame_count": {"N": str(count)}}
         if len(body) <= self.inline_limit:
             item["frames"] = {"B": body}
         else:
@@ -194,8 +239,8 @@ class DynamoDataplane(Dataplane):
             if header and header["version"]["S"] != new_versions.get(operator):
                 self.discard_version(asset_id, operator, header["version"]["S"])
 
-    def read_page(self, asset_id: str, operator: str, version: str, page: int) -> list | None:
-        """The frames of one page of a version, committed or staged; None if that page was never written."""
+    def read_page(self, asset_id: str, operator: str, version: str, page: int) -> list | dict | None:
+        """One page of a version as written (frames, or a Results object); None if it was never written."""
         item = self._get_page_item(asset_id, operator, version, page)
         return None if item is None else self._page_frames(item)
 
@@ -236,25 +281,54 @@ class DynamoDataplane(Dataplane):
         header = self._get_header_item(asset_id, operator)
         if header is None:
             self.get_asset(asset_id)
-            raise DataplaneError(f"no {operator} results for asset {asset_id}")
+            raise NoResults(f"no {operator} results for asset {asset_id}")
         pages = int(header["pages"]["N"])
         if page_no >= pages:
             raise DataplaneError(f"cursor past the last page ({pages} pages)")
         item = self._get_page_item(asset_id, operator, header["version"]["S"], page_no)
         if item is None:
             raise DataplaneError(f"page {page_no} of {operator} for {asset_id} is missing")
-        results = json.loads(header["header"]["S"])
-        results["frames"] = self._page_frames(item)
-        next_cursor = encode_cursor(page_no + 1) if page_no + 1 < pages else None
-        return {"asset_id": asset_id, "operator": operator, "results": results, "cursor": next_cursor}
+        body = self._page_frames(item)
+        results = body if isinstance(body, dict) else results_page(json.loads(header["header"]["S"]), body)
+        answer = {"asset_id": asset_id, "operator": operator, "results": results}
+        if page_no + 1 < pages:
+            answer["cursor"] = encode_cursor(page_no + 1)
+        return answer
 
-    def delete_metadata(self, asset_id, operator) -> None:
+    def store_asset_metadata(self, asset_id, operator_name, workflow_id, results, paginate=False, end=False) -> dict:
+        self.get_asset(asset_id)
+        if not isinstance(results, dict):
+            raise DataplaneError(f"Exception occurred while storing metadata for {asset_id}: results are not "
+                                 "the required data type, dict")
+        published = {"Status": "Success", "Bucket": self.bucket, "Key": metadata_key(asset_id, workflow_id, operator_name)}
+        if not paginate:
+            version = self.new_version()
+            self.put_page(asset_id, operator_name, version, 0, results)
+            self.commit_documents(asset_id, [StagedDocument(operator_name, version, {}, 1, len(results.get("frames") or []))])
+            return published
+        key = {"asset_id": {"S": asset_id}, "item": {"S": f"session#{operator_name}#{workflow_id}"}}
+        session = self.client.get_item(TableName=self.metadata_table, Key=key, ConsistentRead=True).get("Item")
+        if session is None:
+            session = {**key, "version": {"S": self.new_version()}, "pages": {"N": "0"}, "frames": {"N": "0"}}
+        version, page = session["version"]["S"], int(session["pages"]["N"])
+        self.put_page(asset_id, operator_name, version, page, results)
+        frames = int(session["frames"]["N"]) + len(results.get("frames") or [])
+        if not end:
+            session.update(pages={"N": str(page + 1)}, frames={"N": str(frames)})
+            self.client.put_item(TableName=self.metadata_table, Item=session)
+            return {"Status": "Success"}
+        self.commit_documents(asset_id, [StagedDocument(operator_name, version, {}, page + 1, frames)])
+        self.client.delete_item(TableName=self.metadata_table, Key=key)
+        return published
+
+    def delete_metadata(self, asset_id, operator) -> bool:
         header = self._get_header_item(asset_id, operator)
         if header is None:
-            return
+            return False
         self.client.delete_item(TableName=self.metadata_table,
                                 Key={"asset_id": {"S": asset_id}, "item": {"S": _header_item(operator)}})
         self.discard_version(asset_id, operator, header["version"]["S"])
+        return True
 
     def operators_with_metadata(self, asset_id: str) -> list[str]:
         items = self._query(self.metadata_table, "asset_id = :a AND begins_with(#i, :p)",
@@ -345,8 +419,17 @@ def _asset_dict(item: dict) -> dict:
             "source_name": item["source_name"]["S"], "media": json.loads(item["media"]["S"])}
 
 
+def _execution_item(record: dict, created: float | None = None) -> dict:
+    return {"execution_id": {"S": record["Id"]}, "asset_id": {"S": record["AssetId"]},
+            "status": {"S": record["Status"]}, "created": {"N": repr(created or float(record["Created"]))},
+            "updated": {"N": repr(time.time())}, "record": {"S": json.dumps(record)}}
+
+
 def _execution_dict(item: dict) -> dict:
-    return {"execution_id": item["execution_id"]["S"], "asset_id": item["asset_id"]["S"],
-            "workflow": item["workflow"]["S"], "status": item["status"]["S"],
-            "created": float(item["created"]["N"]), "updated": float(item["updated"]["N"]),
-            "stages": json.loads(item["stages"]["S"]), "message": item.get("message", {}).get("S")}
+    if "record" in item:
+        return json.loads(item["record"]["S"])
+    return legacy_execution_record({  # stored before executions had MIE's shape
+        "execution_id": item["execution_id"]["S"], "asset_id": item["asset_id"]["S"],
+        "workflow": item.get("workflow", {}).get("S"), "status": item["status"]["S"],
+        "created": float(item["created"]["N"]), "stages": json.loads(item.get("stages", {}).get("S") or "{}"),
+        "message": item.get("message", {}).get("S")})

@@ -1,7 +1,9 @@
 """SqliteDataplane: the local dataplane, SQLite for records and a folder tree for media.
 
-Layout under the data dir: ``dataplane.sqlite3`` and ``media/<bucket>/<key>``. Operator documents are
-split into a header row and pages of N frames, replaced in one transaction.
+Layout under the data dir: ``dataplane.sqlite3`` and ``media/<bucket>/<key>``. An operator's results are
+pages (MIE's operator-results contract: each page one ``Results`` object) replaced in one transaction;
+a paginated write collects its pages in ``result_sessions`` until its last page publishes them. Execution
+records are stored whole, in MIE's shape.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import time
 import uuid
 from pathlib import Path
 
-from ..storage import LocalStorage, MediaLocation
-from .base import DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, UnknownAsset, apply_stage_update
+from ..storage import LocalStorage, MediaLocation, browser_proxy_location
+from .base import (DEFAULT_PAGE_FRAMES, REGISTRATION_KINDS, Dataplane, DataplaneError, NoResults, UnknownAsset,
+                   UnknownExecution, apply_execution_update, legacy_execution_record, metadata_key,
+                   new_execution_record, results_page)
 from .cursor import decode_cursor, encode_cursor, split_pages
 
 MEDIA_BUCKET = "dataplane"
@@ -23,15 +27,19 @@ MEDIA_BUCKET = "dataplane"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS assets (
     asset_id TEXT PRIMARY KEY, created REAL NOT NULL, source_name TEXT NOT NULL, media TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS executions (
-    execution_id TEXT PRIMARY KEY, asset_id TEXT NOT NULL REFERENCES assets(asset_id), workflow TEXT NOT NULL,
-    status TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, stages TEXT NOT NULL, message TEXT);
-CREATE TABLE IF NOT EXISTS metadata_headers (
-    asset_id TEXT NOT NULL, operator TEXT NOT NULL, header TEXT NOT NULL, pages INTEGER NOT NULL,
-    frames INTEGER NOT NULL, updated REAL NOT NULL, PRIMARY KEY (asset_id, operator));
-CREATE TABLE IF NOT EXISTS metadata_pages (
-    asset_id TEXT NOT NULL, operator TEXT NOT NULL, page INTEGER NOT NULL, frames TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS workflow_executions (
+    execution_id TEXT PRIMARY KEY, asset_id TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,
+    record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS workflow_executions_asset ON workflow_executions (asset_id, created);
+CREATE TABLE IF NOT EXISTS results (
+    asset_id TEXT NOT NULL, operator TEXT NOT NULL, workflow_id TEXT NOT NULL, pages INTEGER NOT NULL,
+    updated REAL NOT NULL, PRIMARY KEY (asset_id, operator));
+CREATE TABLE IF NOT EXISTS result_pages (
+    asset_id TEXT NOT NULL, operator TEXT NOT NULL, page INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (asset_id, operator, page));
+CREATE TABLE IF NOT EXISTS result_sessions (
+    asset_id TEXT NOT NULL, operator TEXT NOT NULL, workflow_id TEXT NOT NULL, page INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (asset_id, operator, workflow_id, page));
 CREATE TABLE IF NOT EXISTS registrations (
     kind TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (kind, name));
 """
@@ -50,6 +58,7 @@ class SqliteDataplane(Dataplane):
         self._local = threading.local()
         with self._db() as db:
             db.executescript(_SCHEMA)
+            _migrate(db)
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread: the local server answers requests from several threads.
@@ -89,84 +98,133 @@ class SqliteDataplane(Dataplane):
         rows = self._db().execute("SELECT * FROM assets ORDER BY created").fetchall()
         return [_asset_dict(row) for row in rows]
 
-    # --- workflow executions ------------------------------------------------------------------
-    def create_execution(self, asset_id: str, workflow_name: str, stages: list[str]) -> str:
-        self.get_asset(asset_id)
-        execution_id = uuid.uuid4().hex
-        now = time.time()
-        stage_records = {name: {"Status": "Waiting"} for name in stages}
+    def delete_asset(self, asset_id: str) -> dict:
+        asset = self.get_asset(asset_id)
+        operators = self.operators_with_metadata(asset_id)
         with self._db() as db:
-            db.execute("INSERT INTO executions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (execution_id, asset_id, workflow_name, "Queued", now, now, json.dumps(stage_records), None))
+            for table in ("result_pages", "result_sessions", "results", "workflow_executions"):
+                db.execute(f"DELETE FROM {table} WHERE asset_id = ?", (asset_id,))  # noqa: S608 (fixed names)
+            db.execute("DELETE FROM assets WHERE asset_id = ?", (asset_id,))
+        return {"Media": _delete_media(self.storage, asset_id, asset["media"]), "Operators": operators}
+
+    # --- workflow executions ------------------------------------------------------------------
+    def create_execution(self, asset_id, workflow_name, stages, *, execution_id=None, workflow=None,
+                         configuration=None, worker=None) -> str:
+        asset = self.get_asset(asset_id)
+        execution_id = execution_id or uuid.uuid4().hex
+        now = time.time()
+        record = new_execution_record(execution_id, asset_id, workflow_name, stages, workflow=workflow,
+                                      configuration=configuration, media=asset["media"], created=now)
+        if worker is not None:
+            record["Worker"] = worker
+        with self._db() as db:
+            db.execute("INSERT INTO workflow_executions VALUES (?, ?, ?, ?, ?)",
+                       (execution_id, asset_id, record["Status"], now, json.dumps(record)))
         return execution_id
 
-    def update_execution(self, execution_id, *, status=None, stage=None, stage_status=None, stage_output=None,
-                         message=None) -> None:
+    def update_execution(self, execution_id, **changes) -> None:
         with self._db() as db:
-            row = db.execute("SELECT * FROM executions WHERE execution_id = ?", (execution_id,)).fetchone()
+            row = db.execute("SELECT record FROM workflow_executions WHERE execution_id = ?", (execution_id,)).fetchone()
             if row is None:
-                raise DataplaneError(f"unknown workflow execution {execution_id}")
-            stages = apply_stage_update(json.loads(row["stages"]), stage, stage_status, stage_output)
-            db.execute("UPDATE executions SET status = ?, updated = ?, stages = ?, message = ? WHERE execution_id = ?",
-                       (status or row["status"], time.time(), json.dumps(stages),
-                        message if message is not None else row["message"], execution_id))
+                raise UnknownExecution(f"Exception: workflow execution '{execution_id}' not found")
+            record = apply_execution_update(json.loads(row["record"]), **changes)
+            db.execute("UPDATE workflow_executions SET status = ?, record = ? WHERE execution_id = ?",
+                       (record["Status"], json.dumps(record), execution_id))
 
     def get_execution(self, execution_id: str) -> dict:
-        row = self._db().execute("SELECT * FROM executions WHERE execution_id = ?", (execution_id,)).fetchone()
+        row = self._db().execute("SELECT record FROM workflow_executions WHERE execution_id = ?",
+                                 (execution_id,)).fetchone()
         if row is None:
-            raise DataplaneError(f"unknown workflow execution {execution_id}")
-        return _execution_dict(row)
+            raise UnknownExecution(f"Exception: workflow execution '{execution_id}' not found")
+        return json.loads(row["record"])
 
     def list_executions(self, asset_id: str | None = None) -> list[dict]:
         if asset_id:
-            rows = self._db().execute("SELECT * FROM executions WHERE asset_id = ? ORDER BY created", (asset_id,))
+            rows = self._db().execute("SELECT record FROM workflow_executions WHERE asset_id = ? ORDER BY created",
+                                      (asset_id,))
         else:
-            rows = self._db().execute("SELECT * FROM executions ORDER BY created")
-        return [_execution_dict(row) for row in rows.fetchall()]
+            rows = self._db().execute("SELECT record FROM workflow_executions ORDER BY created")
+        return [json.loads(row["record"]) for row in rows.fetchall()]
 
-    # --- operator metadata --------------------------------------------------------------------
+    def delete_execution(self, execution_id: str) -> dict:
+        record = self.get_execution(execution_id)
+        with self._db() as db:
+            db.execute("DELETE FROM workflow_executions WHERE execution_id = ?", (execution_id,))
+        return record
+
+    # --- operator results ---------------------------------------------------------------------
+    def store_asset_metadata(self, asset_id, operator_name, workflow_id, results, paginate=False, end=False) -> dict:
+        self.get_asset(asset_id)
+        if not isinstance(results, dict):
+            raise DataplaneError(f"Exception occurred while storing metadata for {asset_id}: results are not "
+                                 "the required data type, dict")
+        key = metadata_key(asset_id, workflow_id, operator_name)
+        body = json.dumps(results)
+        with self._db() as db:
+            if not paginate:
+                self._publish(db, asset_id, operator_name, workflow_id, [body])
+                return {"Status": "Success", "Bucket": MEDIA_BUCKET, "Key": key}
+            page = db.execute("SELECT COUNT(*) FROM result_sessions WHERE asset_id = ? AND operator = ? AND "
+                              "workflow_id = ?", (asset_id, operator_name, workflow_id)).fetchone()[0]
+            db.execute("INSERT INTO result_sessions VALUES (?, ?, ?, ?, ?)",
+                       (asset_id, operator_name, workflow_id, page, body))
+            if not end:
+                return {"Status": "Success"}
+            rows = db.execute("SELECT body FROM result_sessions WHERE asset_id = ? AND operator = ? AND "
+                              "workflow_id = ? ORDER BY page", (asset_id, operator_name, workflow_id)).fetchall()
+            db.execute("DELETE FROM result_sessions WHERE asset_id = ? AND operator = ? AND workflow_id = ?",
+                       (asset_id, operator_name, workflow_id))
+            self._publish(db, asset_id, operator_name, workflow_id, [row["body"] for row in rows])
+        return {"Status": "Success", "Bucket": MEDIA_BUCKET, "Key": key}
+
+    @staticmethod
+    def _publish(db, asset_id: str, operator: str, workflow_id: str, bodies: list[str]) -> None:
+        # Inside the caller's transaction: readers see the old pages or the new ones, never a mix.
+        db.execute("DELETE FROM result_pages WHERE asset_id = ? AND operator = ?", (asset_id, operator))
+        db.executemany("INSERT INTO result_pages VALUES (?, ?, ?, ?)",
+                       [(asset_id, operator, i, body) for i, body in enumerate(bodies)])
+        db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
+                   (asset_id, operator, workflow_id, len(bodies), time.time()))
+
     def store_metadata(self, asset_id, operator, document, page_frames=DEFAULT_PAGE_FRAMES) -> int:
         self.get_asset(asset_id)
-        header = {k: v for k, v in document.items() if k != "frames"}
-        frames = document.get("frames", [])
-        pages = split_pages(frames, page_frames)
-        with self._db() as db:  # one transaction: readers see the old document or the new one, never a mix
-            db.execute("DELETE FROM metadata_pages WHERE asset_id = ? AND operator = ?", (asset_id, operator))
-            db.execute("INSERT OR REPLACE INTO metadata_headers VALUES (?, ?, ?, ?, ?, ?)",
-                       (asset_id, operator, json.dumps(header), len(pages), len(frames), time.time()))
-            db.executemany("INSERT INTO metadata_pages VALUES (?, ?, ?, ?)",
-                           [(asset_id, operator, i, json.dumps(page)) for i, page in enumerate(pages)])
+        pages = split_pages(document.get("frames", []), page_frames)
+        bodies = [json.dumps(results_page(document, frames)) for frames in pages]
+        with self._db() as db:
+            self._publish(db, asset_id, operator, str(document.get("workflow_execution_id") or ""), bodies)
         return len(pages)
 
     def get_metadata_page(self, asset_id, operator, cursor=None) -> dict:
         page_no = decode_cursor(cursor)
         db = self._db()
-        header_row = db.execute("SELECT * FROM metadata_headers WHERE asset_id = ? AND operator = ?",
-                                (asset_id, operator)).fetchone()
-        if header_row is None:
+        header = db.execute("SELECT pages FROM results WHERE asset_id = ? AND operator = ?",
+                            (asset_id, operator)).fetchone()
+        if header is None:
             self.get_asset(asset_id)
-            raise DataplaneError(f"no {operator} results for asset {asset_id}")
-        if page_no >= header_row["pages"]:
-            raise DataplaneError(f"cursor past the last page ({header_row['pages']} pages)")
-        page_row = db.execute("SELECT frames FROM metadata_pages WHERE asset_id = ? AND operator = ? AND page = ?",
-                              (asset_id, operator, page_no)).fetchone()
-        results = json.loads(header_row["header"])
-        results["frames"] = json.loads(page_row["frames"])
-        next_cursor = encode_cursor(page_no + 1) if page_no + 1 < header_row["pages"] else None
-        return {"asset_id": asset_id, "operator": operator, "results": results, "cursor": next_cursor}
+            raise NoResults(f"no {operator} results for asset {asset_id}")
+        if page_no >= header["pages"]:
+            raise DataplaneError(f"cursor past the last page ({header['pages']} pages)")
+        row = db.execute("SELECT body FROM result_pages WHERE asset_id = ? AND operator = ? AND page = ?",
+                         (asset_id, operator, page_no)).fetchone()
+        answer = {"asset_id": asset_id, "operator": operator, "results": json.loads(row["body"])}
+        if page_no + 1 < header["pages"]:
+            answer["cursor"] = encode_cursor(page_no + 1)
+        return answer
 
-    def delete_metadata(self, asset_id, operator) -> None:
+    def delete_metadata(self, asset_id, operator) -> bool:
         with self._db() as db:
-            db.execute("DELETE FROM metadata_pages WHERE asset_id = ? AND operator = ?", (asset_id, operator))
-            db.execute("DELETE FROM metadata_headers WHERE asset_id = ? AND operator = ?", (asset_id, operator))
+            gone = db.execute("DELETE FROM results WHERE asset_id = ? AND operator = ?", (asset_id, operator)).rowcount
+            db.execute("DELETE FROM result_pages WHERE asset_id = ? AND operator = ?", (asset_id, operator))
+            db.execute("DELETE FROM result_sessions WHERE asset_id = ? AND operator = ?", (asset_id, operator))
+        return bool(gone)
 
     def has_metadata(self, asset_id: str, operator: str) -> bool:
-        row = self._db().execute("SELECT 1 FROM metadata_headers WHERE asset_id = ? AND operator = ?",
+        row = self._db().execute("SELECT 1 FROM results WHERE asset_id = ? AND operator = ?",
                                  (asset_id, operator)).fetchone()
         return row is not None
 
     def operators_with_metadata(self, asset_id: str) -> list[str]:
-        rows = self._db().execute("SELECT operator FROM metadata_headers WHERE asset_id = ? ORDER BY operator",
+        rows = self._db().execute("SELECT operator FROM results WHERE asset_id = ? ORDER BY operator",
                                   (asset_id,)).fetchall()
         return [row["operator"] for row in rows]
 
@@ -194,6 +252,44 @@ class SqliteDataplane(Dataplane):
             db.execute("DELETE FROM registrations WHERE kind = ? AND name = ?", (kind, name))
 
 
+def _delete_media(storage, asset_id: str, media: dict) -> int:
+    """Delete the asset's media objects and everything its workflows wrote (frames, proxies)."""
+    deleted = 0
+    for item in (media or {}).values():
+        if isinstance(item, dict) and item.get("S3Bucket") and item.get("S3Key"):
+            location = MediaLocation(item["S3Bucket"], item["S3Key"])
+            if storage.exists(location):
+                deleted += storage.delete_prefix(location.bucket, location.key)
+            proxy = browser_proxy_location(location)
+            if storage.exists(proxy):
+                deleted += storage.delete_prefix(proxy.bucket, proxy.key)
+    for prefix in (f"private/assets/{asset_id}/", f"private/{asset_id}/"):
+        deleted += storage.delete_prefix(MEDIA_BUCKET, prefix)
+    return deleted
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Move records of a data dir written before the MIE shapes into the current tables, once."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "executions" in tables:
+        for row in db.execute("SELECT * FROM executions").fetchall():
+            old = dict(row)
+            old["stages"] = json.loads(old["stages"])
+            record = legacy_execution_record(old)
+            db.execute("INSERT OR IGNORE INTO workflow_executions VALUES (?, ?, ?, ?, ?)",
+                       (old["execution_id"], old["asset_id"], record["Status"], old["created"], json.dumps(record)))
+        db.execute("DROP TABLE executions")
+    if "metadata_headers" in tables:
+        for header in db.execute("SELECT * FROM metadata_headers").fetchall():
+            fields = json.loads(header["header"])
+            rows = db.execute("SELECT frames FROM metadata_pages WHERE asset_id = ? AND operator = ? ORDER BY page",
+                              (header["asset_id"], header["operator"])).fetchall()
+            bodies = [json.dumps(results_page(fields, json.loads(row["frames"]))) for row in rows]
+            SqliteDataplane._publish(db, header["asset_id"], header["operator"], "", bodies or [json.dumps(fields)])
+        db.execute("DROP TABLE metadata_pages")
+        db.execute("DROP TABLE metadata_headers")
+
+
 def _check_kind(kind: str) -> None:
     if kind not in REGISTRATION_KINDS:
         raise DataplaneError(f"cannot register a {kind!r}; kinds are {', '.join(REGISTRATION_KINDS)}")
@@ -207,9 +303,3 @@ def _safe_name(name: str) -> str:
 def _asset_dict(row: sqlite3.Row) -> dict:
     return {"asset_id": row["asset_id"], "created": row["created"], "source_name": row["source_name"],
             "media": json.loads(row["media"])}
-
-
-def _execution_dict(row: sqlite3.Row) -> dict:
-    return {"execution_id": row["execution_id"], "asset_id": row["asset_id"], "workflow": row["workflow"],
-            "status": row["status"], "created": row["created"], "updated": row["updated"],
-            "stages": json.loads(row["stages"]), "message": row["message"]}

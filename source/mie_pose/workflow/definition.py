@@ -1,7 +1,9 @@
 """The workflow definition is data: the local engine runs it, and the AWS build turns it into Step Functions.
 
-Shape: ``Operators`` (name -> handler import path + default Configuration), ``StartAt`` and ``Stages``
-(name -> operator names, then ``Next`` or ``End``), like Step Functions states.
+Shape: ``Operators`` (name -> handler import path + default Configuration, which has MIE's ``MediaType``
+and ``Enabled``), ``StartAt`` and ``Stages`` (name -> operator names, then ``Next`` or ``End``), like Step
+Functions states. The workflow API registers it in MIE's shapes (operations, stages, a workflow) on first
+use; an execution record carries each stage's resolved Configuration (see ``stage_configuration``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,21 @@ def operator_configuration(definition: dict, operator_name: str, overrides: dict
     return configuration
 
 
+def stage_configuration(record: dict, stage: str, operator_name: str) -> dict:
+    """The operator's Configuration in an execution record (MIE's shape): the stage's, defaults and overrides
+    applied when the execution was created."""
+    return copy.deepcopy(record["Workflow"]["Stages"][stage]["Configuration"].get(operator_name, {}))
+
+
+def handler_path(definition: dict, operator_name: str) -> str:
+    """The operator's code: ``Handler``, or MIE's ``StartLambdaArn`` (locally a Python import path)."""
+    operator = definition["Operators"][operator_name]
+    path = operator.get("Handler") or operator.get("StartLambdaArn")
+    if not isinstance(path, str) or "." not in path or path.startswith("arn:"):
+        raise WorkflowDefinitionError(f"operator {operator_name!r} has no local handler (a Python import path): {path!r}")
+    return path
+
+
 def load_handler(definition: dict, operator_name: str) -> Callable[[dict, object], dict]:
-    module_name, _, attribute = definition["Operators"][operator_name]["Handler"].rpartition(".")
+    module_name, _, attribute = handler_path(definition, operator_name).rpartition(".")
     return getattr(importlib.import_module(module_name), attribute)
