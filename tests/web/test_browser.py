@@ -441,3 +441,114 @@ def test_upload_button_is_disabled_while_uploading_and_failures_are_errors(page,
     assert colour != muted and colour == "rgb(255, 133, 137)", colour  # the error colour, not grey
     assert not button.is_disabled()
     page.screenshot(path=str(artifacts / "upload-error.png"))
+
+
+# --- #10 item 2 and #9: telling people apart; no skeleton slides between two people ---------------------
+def test_palette_is_perceptually_distinct(page, live_server):
+    import numpy as np
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    page.goto(f"{live_server.url}/")
+    palette = page.evaluate("async () => (await import('/js/overlay.js')).PALETTE")
+    assert len(palette) >= 12
+    rgb = np.array([[int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in palette])
+    lab = rgb2lab(rgb.reshape(-1, 1, 3)).reshape(-1, 3)
+    n = len(lab)
+    delta = np.array([[deltaE_ciede2000(lab[i], lab[j]) for j in range(n)] for i in range(n)])
+    np.fill_diagonal(delta, np.inf)
+    assert delta.min() >= 15, f"two colours {delta.min():.1f} ΔE00 apart"
+    assert min(delta[i, (i + 1) % n] for i in range(n)) >= 25, "consecutive track ids look alike"
+    assert lab[:, 0].min() >= 55, "a colour too dark to read on video"
+
+
+def test_a_track_that_jumps_is_shown_at_the_nearest_sample(page, synthetic, artifacts):
+    server = synthetic["server"]
+    page.goto(f"{server.url}/")
+    pure = page.evaluate("""async () => {
+      const o = await import('/js/overlay.js');
+      const doc = await (await fetch('/metadata/%s/PoseDetection')).json();
+      const frames = doc.results.frames;
+      const at = (t) => Object.fromEntries(o.personsAt(frames, t, 500, 16 / 9)
+        .map((p) => [p.track_id, +((p.bbox[0] + p.bbox[2]) / 2).toFixed(3)]));
+      const near = frames[0].persons[0], far = frames[2].persons[0], walk = frames[1].persons[1];
+      return { t700: at(700), t800: at(800), t250: at(250),
+               jump: o.implausibleJump(near, far, 500, 16 / 9), walk: o.implausibleJump(frames[0].persons[1], walk, 500, 16 / 9) };
+    }""" % synthetic["ids"]["jump"])
+    assert pure["jump"] is True and pure["walk"] is False
+    assert pure["t700"]["1"] == pytest.approx(0.15, abs=0.002) and pure["t800"]["1"] == pytest.approx(0.85, abs=0.002)
+    assert pure["t700"]["2"] == pytest.approx(0.2 + 0.05 * 0.7, abs=0.002)  # the walker is still interpolated
+    assert pure["t250"]["2"] == pytest.approx(0.2 + 0.05 * 0.25, abs=0.002)
+
+    page.goto(f"{server.url}/#/asset/{synthetic['ids']['jump']}/pose")
+    wait_for_pose(page)
+    document = api_document(server, synthetic["ids"]["jump"])
+    left, right = document["frames"][0]["persons"][0], document["frames"][2]["persons"][0]
+    seek(page, 0.75)  # halfway: interpolating would draw track 1 in the middle of the picture, on nobody
+    middle = [[0.5, y, 1.0] for _, y, _ in left["keypoints"]]
+    assert not any(probe(page, middle)["hits"]), "a skeleton is drawn between the two people"
+    assert all(probe(page, right["keypoints"])["hits"])
+    page.screenshot(path=str(artifacts / "track-jump-nearest-sample.png"))
+    seek(page, 0.7)
+    assert all(probe(page, left["keypoints"])["hits"])
+
+
+HEAD_INK_JS = """
+([bbox]) => {
+  const canvas = document.querySelector('canvas.pose-overlay');
+  const [x0, y0, w, h] = canvas.dataset.rect.split(',').map(Number);
+  const sx = canvas.width / canvas.getBoundingClientRect().width;
+  const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let ink = 0;
+  const cx = x0 + (bbox[0] + bbox[2]) / 2 * w, top = y0 + bbox[1] * h;
+  for (let y = Math.round((top - 22) * sx); y < Math.round((top - 4) * sx); y++)
+    for (let x = Math.round((cx - 14) * sx); x < Math.round((cx + 14) * sx); x++)
+      if (px[(y * canvas.width + x) * 4 + 3] > 0) ink++;
+  return ink;
+}
+"""
+
+
+def test_people_panel_labels_seek_hide_highlight(page, synthetic, artifacts):
+    server, asset_id = synthetic["server"], synthetic["ids"]["crowd"]
+    document = api_document(server, asset_id)
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
+    wait_for_pose(page)
+    page.wait_for_selector("[data-complete=true]")
+    rows = page.locator("table.people tbody tr")
+    assert rows.count() == 20  # all four pages arrived
+    third = rows.nth(2)
+    assert third.locator("th").inner_text() == "#3"
+    assert [c.inner_text() for c in third.locator("td.num").all()] == ["0:00.5", "0:05.0", "10"]
+    swatch = third.locator(".swatch").evaluate("e => getComputedStyle(e).backgroundColor")
+    palette = page.evaluate("async () => (await import('/js/overlay.js')).PALETTE")
+    assert swatch == "rgb({}, {}, {})".format(*(int(palette[3 % len(palette)][i:i + 2], 16) for i in (1, 3, 5)))
+
+    page.locator("tr[data-track-id='5'] button.seek").click()
+    page.wait_for_function("() => Math.abs(document.querySelector('video.pose-video').currentTime - 1.0) < 0.01")
+    seek(page, 5.0)
+    assert page.get_attribute("canvas.pose-overlay", "data-persons") == "20"
+
+    person = next(p for p in document["frames"][-1]["persons"] if p["track_id"] == 7)
+    assert page.evaluate(HEAD_INK_JS, [person["bbox"]]) == 0
+    page.check("#show-ids")
+    page.evaluate("() => new Promise(requestAnimationFrame)")
+    assert page.evaluate(HEAD_INK_JS, [person["bbox"]]) > 20, "no track id drawn above the head"
+    page.screenshot(path=str(artifacts / "people-labels.png"))
+
+    alpha_js = """([x, y]) => { const c = document.querySelector('canvas.pose-overlay');
+      const [x0, y0, w, h] = c.dataset.rect.split(',').map(Number); const s = c.width / c.getBoundingClientRect().width;
+      return c.getContext('2d').getImageData(Math.round((x0 + x * w) * s), Math.round((y0 + y * h) * s), 1, 1).data[3]; }"""
+    hip = lambda p: [(p["keypoints"][11][0] + p["keypoints"][12][0]) / 2, p["keypoints"][11][1]]  # noqa: E731
+    assert page.evaluate(alpha_js, hip(person)) > 200
+    page.locator("tr[data-track-id='7'] button.hide").click()
+    assert page.get_attribute("canvas.pose-overlay", "data-persons") == "19"
+    assert page.evaluate(alpha_js, hip(person)) == 0, "a hidden person is still drawn"
+    page.locator("tr[data-track-id='7'] button.hide").click()
+    assert page.locator("tr[data-track-id='7'] button.hide").get_attribute("aria-pressed") == "false"
+
+    other = next(p for p in document["frames"][-1]["persons"] if p["track_id"] == 12)
+    before = page.evaluate(alpha_js, hip(other))
+    page.locator("tr[data-track-id='7'] button.highlight").click()
+    page.screenshot(path=str(artifacts / "people-highlight.png"))
+    assert page.evaluate(alpha_js, hip(other)) < before * 0.5, "the other people are not dimmed"
+    assert page.evaluate(alpha_js, hip(person)) > 200

@@ -111,9 +111,9 @@ function blendPerson(a, b, w) {
   };
 }
 
-// How fast a person can plausibly move between two samples, in body heights per second (a sprinter far
-// from the camera is about 4); plus half a body height of slack for box jitter.
-export const MAX_SPEED_HEIGHTS_PER_S = 4;
+// How fast a person can plausibly move between two samples, in body heights per second (walking is about
+// 0.8, running 2-3: 3 covers a fast run), plus half a body height of slack for box jitter.
+export const MAX_SPEED_HEIGHTS_PER_S = 3;
 export const MAX_SIZE_RATIO = 2;
 
 // Whether two samples of one track, dtMs apart, are too far apart (or too different in size) to be the same
