@@ -14,9 +14,11 @@ from mie_pose.tracking import PoseTracker, TrackedPerson
 from mie_pose.tracking.metrics import score_tracks
 from mie_pose.workflow import WorkflowEngine
 
-LABELS = Path(__file__).parent / "data" / "tracks" / "vtest_2fps_30.json"
-# Measured on the labelled 30 frames: 1 switch (J reappears after 2.5 s hidden behind G and takes G's track).
-MAX_ID_SWITCHES = 2
+LABELS = Path(__file__).parent / "data" / "tracks" / "vtest_2fps_30.json"  # the tuning sequence
+# Measured on its 30 frames (bench/bench_tracking.py): 0 switches, IDF1 0.983. Before the appearance gate and
+# the preference for recently lost tracks: 1 switch (J came back from behind G and took G's track), IDF1 0.907.
+MAX_ID_SWITCHES = 1
+MIN_IDF1 = 0.95
 
 
 def walker(x: float, y: float, height: float = 120.0) -> TrackedPerson:
@@ -58,6 +60,32 @@ def test_lost_track_timeout_is_in_milliseconds(fps):
         assert (person.track_id == first) is same, (fps, hidden_s)
 
 
+def dressed(person: TrackedPerson, colour: int) -> TrackedPerson:
+    """The person with an appearance descriptor: all mass in one hue bin of torso and legs."""
+    from mie_pose.tracking.appearance import DESCRIPTOR_SIZE, HUE_BINS, SAT_BINS, VAL_BINS
+
+    half = HUE_BINS * SAT_BINS + VAL_BINS
+    descriptor = np.zeros(DESCRIPTOR_SIZE, np.float32)
+    for start in (0, half):
+        descriptor[start + colour] = 0.5
+        descriptor[start + HUE_BINS * SAT_BINS] = 0.5
+    person.appearance = descriptor
+    return person
+
+
+def test_person_in_other_clothes_does_not_take_a_hidden_persons_track():
+    """A walker disappears; a differently dressed person appears right where the walker was expected: new id.
+    The same person reappearing there keeps the id."""
+    for colour, same in ((3, True), (20, False)):
+        tracker = PoseTracker()
+        first = dressed(walker(100, 200), 3)
+        tracker.update([first], 0)
+        tracker.update([dressed(walker(120, 200), 3)], 500)
+        later = dressed(walker(160, 200), colour)
+        tracker.update([later], 1500)
+        assert (later.track_id == first.track_id) is same, colour
+
+
 def test_new_person_gets_a_new_id_and_ids_are_never_reused():
     tracker = PoseTracker(lost_timeout_ms=1000)
     a = walker(100, 100)
@@ -78,13 +106,26 @@ def test_labelled_vtest_sequence(tmp_path, vtest_avi):
     execution = WorkflowEngine(dataplane, dataplane.storage).run(
         asset_id, {"FrameExtraction": {"FPS": labels["sampling"]["fps"], "MaxFrames": labels["sampling"]["frames"]},
                    "PoseDetection": {"Smoothing": False}})
-    assert execution["status"] == "Complete", execution["message"]
+    assert _status(execution) == "Complete", execution
     document = dataplane.read_document(asset_id, "PoseDetection")
     assert [f["timestamp_ms"] for f in document["frames"]] == [f["timestamp_ms"] for f in labels["frames"]]
     assert all(p["track_id"] is not None for f in document["frames"] for p in f["persons"])
     score = score_tracks(labels["frames"], document["frames"], *labels["size"])
     assert score.matched >= 0.9 * score.labelled, (score.matched, score.labelled)
     assert score.id_switches <= MAX_ID_SWITCHES, score.switches
+    assert score.idf1 >= MIN_IDF1, score.as_dict()
+
+
+def _status(execution: dict) -> str:
+    return execution.get("status") or execution.get("Status")
+
+
+def test_idf1_counts_identities_not_frames():
+    """One labelled person whose track changes half way: 1 switch, IDF1 = 2 x 2 / (4 + 4) = 0.5."""
+    labels = [{"persons": [{"id": "A", "box": [0, 0, 10, 20]}]} for _ in range(4)]
+    results = [{"index": i, "persons": [{"bbox": [0, 0, 0.1, 0.2], "track_id": 1 if i < 2 else 2}]} for i in range(4)]
+    score = score_tracks(labels, results, 100, 100)
+    assert (score.id_switches, score.idtp, round(score.idf1, 3)) == (1, 2, 0.5)
 
 
 def test_tracking_off_leaves_track_ids_null(tmp_path, vtest_mp4):
@@ -92,7 +133,7 @@ def test_tracking_off_leaves_track_ids_null(tmp_path, vtest_mp4):
     asset_id = dataplane.import_video(vtest_mp4)
     execution = WorkflowEngine(dataplane, dataplane.storage).run(
         asset_id, {"FrameExtraction": {"FPS": 1, "MaxFrames": 3}, "PoseDetection": {"Tracking": False}})
-    assert execution["status"] == "Complete", execution["message"]
+    assert _status(execution) == "Complete", execution
     document = dataplane.read_document(asset_id, "PoseDetection")
     assert all(p["track_id"] is None for f in document["frames"] for p in f["persons"])
     assert "PoseDetectionRaw" not in dataplane.operators_with_metadata(asset_id)

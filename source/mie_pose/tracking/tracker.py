@@ -6,7 +6,11 @@ and tracks are paired by Hungarian matching (``scipy.optimize.linear_sum_assignm
 that mixes box overlap (IoU), keypoint distance (an OKS-like similarity scaled by the person's height and
 by the time since the track was last seen) and, when the frames were there to compute it, the colour of
 the clothes (``appearance``), so two people walking side by side are still told apart. A pair whose motion
-similarity is under ``min_similarity`` is never matched, however alike the colours. A track that finds no
+similarity is under ``min_similarity`` is never matched, however alike the colours, nor is a pair whose
+colours differ past ``appearance_gate``, however close (a person stepping out from behind someone must not
+take the track of a person still hidden); among tracks that fit a returning person about equally, the one
+lost most recently wins. Weights and gates were chosen on the tuning sequence of ``tests/data/tracks``
+(``bench/bench_tracking.py`` reports the test sequences apart). A track that finds no
 match is kept for ``lost_timeout_ms`` of video time (not a number of frames, so the behaviour is the same
 at any sampling rate) and then dropped; a detection that matches no track starts a new one.
 
@@ -24,11 +28,16 @@ from .assignment import linear_sum_assignment
 
 # Motion similarity = IOU_WEIGHT * IoU + the rest * keypoint similarity.
 IOU_WEIGHT = 0.3
-# Share of appearance in the similarity when both sides have a descriptor (0.4-0.6 measured on the
-# labelled vtest sequence in tests/data/tracks: 0.6 kept side-by-side walkers and a crossing apart).
-APPEARANCE_WEIGHT = 0.6
+# Share of appearance in the similarity when both sides have a descriptor (0.6-0.7 measured on the tuning
+# vtest sequence in tests/data/tracks: 0.7 keeps two walkers entering side by side apart, 0.6 does not).
+APPEARANCE_WEIGHT = 0.7
 # Pairs whose motion similarity is below this are never matched.
 MIN_SIMILARITY = 0.1
+# Pairs whose clothes differ this much (appearance similarity below it, both seen) are never matched either:
+# a person coming out from behind another must not take the track of someone who is still hidden. On the
+# tuning sequence the same person scored 0.76 at the lowest from one sampled frame to the next; a light blue
+# jacket against a dark one scores about 0.57.
+APPEARANCE_GATE = 0.7
 # Keypoints under this score are left out of the keypoint distance.
 KEYPOINT_MIN_SCORE = 0.3
 # Keypoint distance, in person heights, at which keypoint similarity is exp(-1/2): a floor for detection
@@ -43,6 +52,9 @@ VELOCITY_DAMPING = 0.7
 MAX_PREDICTION_MS = 1000.0
 # How much of a track's colour descriptor each new match replaces.
 APPEARANCE_UPDATE = 0.3
+# Total similarity taken off per second a track has been unseen, beyond one sampled frame: when a person
+# comes back, a track lost recently is preferred to one lost long ago that looks and lies about as close.
+LOST_PENALTY_PER_S = 0.01
 
 
 @dataclass
@@ -80,11 +92,13 @@ class PoseTracker:
     """Call ``update(persons, timestamp_ms)`` once per frame, in time order; it sets each person's track_id."""
 
     def __init__(self, lost_timeout_ms: float = DEFAULT_LOST_TIMEOUT_MS, iou_weight: float = IOU_WEIGHT,
-                 min_similarity: float = MIN_SIMILARITY, appearance_weight: float = APPEARANCE_WEIGHT):
+                 min_similarity: float = MIN_SIMILARITY, appearance_weight: float = APPEARANCE_WEIGHT,
+                 appearance_gate: float = APPEARANCE_GATE):
         self.lost_timeout_ms = float(lost_timeout_ms)
         self.iou_weight = float(iou_weight)
         self.min_similarity = float(min_similarity)
         self.appearance_weight = float(appearance_weight)
+        self.appearance_gate = float(appearance_gate)
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -94,9 +108,10 @@ class PoseTracker:
         unmatched = set(range(len(persons)))
         if self.tracks and persons:
             motion, total = self.similarity(persons, timestamp_ms)
-            rows, cols = linear_sum_assignment(-total)
+            allowed = (motion >= self.min_similarity) & np.isfinite(total)
+            rows, cols = linear_sum_assignment(-np.where(allowed, total, -1.0))
             for r, c in zip(rows, cols):
-                if motion[r, c] >= self.min_similarity:
+                if allowed[r, c]:
                     self._continue(self.tracks[r], persons[c], timestamp_ms)
                     unmatched.discard(c)
         for c in sorted(unmatched):
@@ -109,7 +124,8 @@ class PoseTracker:
         return persons
 
     def similarity(self, persons: list[TrackedPerson], timestamp_ms: float) -> tuple[np.ndarray, np.ndarray]:
-        """(tracks, persons) motion similarity, and the total one the matching maximizes."""
+        """(tracks, persons) motion similarity, and the total one the matching maximizes (-inf where the
+        clothes rule the pair out)."""
         predicted = [t.predicted(timestamp_ms) for t in self.tracks]
         gaps_s = np.array([(timestamp_ms - t.last_ms) / 1000.0 for t in self.tracks])
         motion = motion_similarity(
@@ -124,7 +140,10 @@ class PoseTracker:
             app = appearance_similarity(np.array([self.tracks[i].appearance for i in rows]),
                                         np.array([persons[j].appearance for j in cols]))
             w = self.appearance_weight
-            total[np.ix_(rows, cols)] = (1 - w) * motion[np.ix_(rows, cols)] + w * app
+            mixed = (1 - w) * motion[np.ix_(rows, cols)] + w * app
+            total[np.ix_(rows, cols)] = np.where(app >= self.appearance_gate, mixed, -np.inf)
+        if LOST_PENALTY_PER_S:
+            total -= LOST_PENALTY_PER_S * np.maximum(gaps_s - gaps_s.min(initial=0.0), 0.0)[:, None]
         return motion, total
 
     @staticmethod
