@@ -162,15 +162,19 @@ class MotoStack:
         for name, resource in _resources(template, "AWS::Lambda::Function").items():
             props = resource["Properties"]
             arns[f"{name}Arn"] = self.lam.create_function(
-                FunctionName=f"test-{name}", Runtime=props["Runtime"], Role=role, Handler=props["Handler"],
+                FunctionName=f"test-{name}", Role=role,
+                # The runtime is a stack parameter (one value: the layers' Python).
+                Runtime=props["Runtime"] if isinstance(props["Runtime"], str) else "python3.11", Handler=props["Handler"],
                 Code={"ZipFile": code.getvalue()}, Timeout=props.get("Timeout", 3),
                 Environment={"Variables": dict(self.environment)})["FunctionArn"]
         self.function_arns = arns
 
-        definition = state_machine.render(asl, {**arns, "MapConcurrency": map_concurrency})
+        definition = state_machine.render(asl, {**arns, state_machine.MAP_CONCURRENCY: map_concurrency,
+                                                state_machine.POLL_SECONDS: 1})
         self.state_machine_arn = self.sfn.create_state_machine(
             name="pose-workflow", definition=definition, roleArn=role)["stateMachineArn"]
         self.environment["STATE_MACHINE_ARN"] = self.state_machine_arn
+        self.environment["FANOUT_STATE_MACHINE_ARN"] = self.state_machine_arn
         for name in arns:
             self.lam.update_function_configuration(FunctionName=f"test-{name[:-3]}",
                                                    Environment={"Variables": dict(self.environment)})
@@ -252,37 +256,49 @@ def walking_answer(count: int) -> dict:
 
 def run_local_pose_detection(monkeypatch, storage, asset_id: str, media: dict, next_persons,
                              configuration: dict | None = None) -> tuple[dict, dict]:
-    """The local PoseDetection operator on the frames ``media`` points at, its backend answering
-    ``next_persons()`` for each frame in turn (what the endpoint answered on AWS): (documents, output).
+    """The PoseDetection operator run by the local runner (``run_local``: every step in this process) on
+    the frames ``media`` points at, its ``sagemaker`` backend answering ``next_persons()`` for each frame in
+    turn (what the endpoint answered on AWS): (documents, output).
 
     The dataplane is a capture of what the operator stores, so AWS and local documents can be compared."""
     import json
 
+    from mie_pose.backends import sagemaker_endpoint
     from mie_pose.operators import pose_inference
     from mie_pose.operators.contract import LocalContext, OperatorRuntime
 
     class Replay:
         name = "sagemaker"
+        max_batch = 100
 
-        def __call__(self, image):
-            return next_persons()
+        def batch_encoded(self, jpegs):
+            return [next_persons() for _ in jpegs]
 
     class Capture:
+        """MIE's paginated operator-results write, kept in memory."""
+
         def __init__(self):
             self.documents: dict = {}
+            self.sessions: dict = {}
 
-        def store_metadata(self, asset, operator, document, page_frames=100):
-            self.documents[operator] = json.loads(json.dumps(document))
-            return -(-len(document["frames"]) // page_frames)
+        def store_asset_metadata(self, asset, operator, workflow_id, results, paginate=False, end=False):
+            pages = self.sessions.setdefault((operator, workflow_id), [])
+            pages.append(json.loads(json.dumps(results)))
+            if end or not paginate:
+                self.documents[operator] = dict(pages[0], frames=[f for page in pages for f in page["frames"]])
+                del self.sessions[(operator, workflow_id)]
+            return {"Status": "Success"}
 
         def delete_metadata(self, asset, operator):
             self.documents.pop(operator, None)
 
-    monkeypatch.setattr(pose_inference, "backend_pool", lambda *args: pose_inference.BackendPool([Replay()]))
+    monkeypatch.setattr(sagemaker_endpoint.SageMakerEndpointBackend, "from_environment",
+                        classmethod(lambda cls, name=None: Replay()))
     capture = Capture()
     output = pose_inference.handler(
-        {"Name": "PoseDetection", "AssetId": asset_id, "Input": {"Media": media},
-         "Configuration": {"Backend": "sagemaker", "Pipeline": False, **(configuration or {})}},
+        {"Name": "PoseDetection", "AssetId": asset_id, "WorkflowExecutionId": "local-run", "Input": {"Media": media},
+         "Configuration": {"Backend": "sagemaker", **(configuration or {})}},
         LocalContext(OperatorRuntime(storage=storage, dataplane=capture)))
     assert output["Status"] == "Complete", output
+    assert not capture.sessions
     return capture.documents, output

@@ -40,6 +40,22 @@ def upload_and_trigger(stack, video, key: str) -> dict:
     return started[0]
 
 
+def steps_called(stack, module: str) -> dict:
+    """How often each step of an operator's Lambda ran (start and monitor get MIE's operator event)."""
+    counts: dict = {}
+    for handler, event in stack.lambda_calls:
+        if handler == f"mie_pose.aws.{module}.handler":
+            step = event.get("Step") or ("monitor" if event.get("Status") == "Executing" else "start")
+            counts[step] = counts.get(step, 0) + 1
+    assert counts.pop("monitor", 0) >= 1
+    return counts
+
+
+def scratch_keys(stack, asset_id: str, execution_id: str, under: str) -> list[str]:
+    prefix = f"private/{asset_id}/workflows/{execution_id}/{under}"
+    return [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.upload_bucket, Prefix=prefix).get("Contents", [])]
+
+
 def local_timestamps(video, tmp_path) -> list[int]:
     """What the local FrameExtraction operator samples from the same file and configuration."""
     from mie_pose.dataplane import SqliteDataplane
@@ -68,7 +84,7 @@ def read_through_api(asset_id: str, operator: str) -> tuple[dict, int]:
         assert {k: v for k, v in page["results"].items() if k != "frames"} == {
             k: v for k, v in document.items() if k != "frames"}
         document["frames"].extend(page["results"]["frames"])
-        cursor = page["cursor"]
+        cursor = page.get("cursor")
         if not cursor:
             return document, pages
 
@@ -106,28 +122,27 @@ def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stac
 
     described = stack.wait(execution_id)
     assert described["status"] == "SUCCEEDED", described.get("error") or described
-    handlers = [handler for handler, _ in stack.lambda_calls]
-    assert handlers.count("mie_pose.aws.frame_extraction.handler") == 2 + 3  # plan, commit, 3 time ranges
-    assert handlers.count("mie_pose.aws.pose_detection.handler") == 2 + 2  # plan, commit, 2 chunks
+    assert steps_called(stack, "frame_extraction") == {"start": 1, "work": 3, "commit": 1}  # 3 time ranges
+    assert steps_called(stack, "pose_detection") == {"start": 1, "work": 2, "commit": 1}  # 2 chunks
 
     status, execution = api("GET", f"/workflow/execution/{execution_id}")
-    assert status == 200 and execution["status"] == "Complete", execution
-    assert {name: stage["Status"] for name, stage in execution["stages"].items()} == {
+    assert status == 200 and execution["Status"] == "Complete", execution
+    stages = execution["Workflow"]["Stages"]
+    assert {name: stage["Status"] for name, stage in stages.items()} == {
         "FrameExtractionStage": "Complete", "PoseDetectionStage": "Complete"}
 
-    output = execution["stages"]["PoseDetectionStage"]["Output"]["PoseDetection"]
+    (output,) = stages["PoseDetectionStage"]["Outputs"]
+    assert output["Name"] == "PoseDetection" and output["Status"] == "Complete"
     assert output["MetaData"]["Tracks"] == 2 and output["MetaData"]["Smoothed"] is True
     assert output["MetaData"]["RawOperator"] == "PoseDetectionRaw"
+    # MIE's operator event went in: the stage's Configuration, resolved with every default.
+    assert output["Configuration"]["PageFrames"] == PAGE_FRAMES and output["Configuration"]["Backend"] == "sagemaker"
+    (frames_output,) = stages["FrameExtractionStage"]["Outputs"]
+    # The chunks' staged pages (detections and appearance descriptors) are gone once committed.
+    assert scratch_keys(stack, asset_id, execution_id, "PoseDetection/pages/") == []
 
-    # The DynamoDB metadata table holds the headers and both pages of this asset's PoseDetection and
-    # PoseDetectionRaw documents (the chunks' staged appearance descriptors are gone).
-    items = stack.ddb.query(TableName=stack.tables["MetadataTable"], KeyConditionExpression="asset_id = :a",
-                            ExpressionAttributeValues={":a": {"S": asset_id}})["Items"]
-    assert sorted(item["item"]["S"].split("#")[0] for item in items) == ["header"] * 2 + ["page"] * 4
-    assert {item["item"]["S"].split("#")[1] for item in items} == {"PoseDetection", "PoseDetectionRaw"}
-
-    status, operators = api("GET", f"/metadata/{asset_id}")
-    assert status == 200 and operators["operators"] == ["PoseDetection", "PoseDetectionRaw"]
+    status, asset = api("GET", f"/asset/{asset_id}")
+    assert status == 200 and asset["operators"] == ["PoseDetection", "PoseDetectionRaw"]
     documents = {}
     for operator in ("PoseDetection", "PoseDetectionRaw"):
         document, pages = read_through_api(asset_id, operator)
@@ -156,23 +171,23 @@ def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stac
     assert [[p["keypoints"] for p in f["persons"]] for f in raw] == [[p["keypoints"] for p in s] for s in sent]
 
     # And both are exactly what the local operator stores for the same detections on the same frames.
-    local = local_documents(asset_id, output["Media"], answers, monkeypatch)
+    local = local_documents(asset_id, frames_output["Media"], answers, monkeypatch)
     assert set(local) == {"PoseDetection", "PoseDetectionRaw"}
     assert local == documents
 
     # --- a failing operator: nothing queued for these new frames (another MaxWidth), so moto's endpoint
     # answers a placeholder that is not the pose container's JSON and PoseDetection fails ---------------
     smaller = {**CONFIGURATION, "FrameExtraction": {**CONFIGURATION["FrameExtraction"], "MaxWidth": 320}}
-    status, second = api("POST", "/workflow/execution", body={"Input": {"AssetId": asset_id},
+    status, second = api("POST", "/workflow/execution", body={"Name": "PoseWorkflow", "Input": {"AssetId": asset_id},
                                                                "Configuration": smaller})
     assert status == 200, second
     described = stack.wait(second["Id"])
     assert described["status"] == "FAILED"
     status, failed = api("GET", f"/workflow/execution/{second['Id']}")
-    assert failed["status"] == "Error"
-    assert failed["stages"]["FrameExtractionStage"]["Status"] == "Complete"
-    assert failed["stages"]["PoseDetectionStage"]["Status"] == "Error"
-    assert failed["message"].startswith("PoseDetection: ")
+    assert failed["Status"] == "Error"
+    assert failed["Workflow"]["Stages"]["FrameExtractionStage"]["Status"] == "Complete"
+    assert failed["Workflow"]["Stages"]["PoseDetectionStage"]["Status"] == "Error"
+    assert failed["Message"].startswith("PoseDetection: ")
     # Earlier results are kept: this run's frames, and the first run's committed document.
     frames_prefix = f"private/{asset_id}/workflows/{second['Id']}/frames/"
     keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.upload_bucket, Prefix=frames_prefix)["Contents"]]
@@ -180,9 +195,11 @@ def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stac
     status, page = api("GET", f"/metadata/{asset_id}/PoseDetection")
     assert status == 200 and len(page["results"]["frames"]) == PAGE_FRAMES
     assert read_through_api(asset_id, "PoseDetectionRaw")[0] == documents["PoseDetectionRaw"]
-    items = stack.ddb.query(TableName=stack.tables["MetadataTable"], KeyConditionExpression="asset_id = :a",
-                            ExpressionAttributeValues={":a": {"S": asset_id}})["Items"]
-    assert len(items) == 6, "the failed run's uncommitted pages must be discarded"
+    assert read_through_api(asset_id, "PoseDetection")[0] == documents["PoseDetection"]
+    # The failed run's staged pages are gone, and its chunks would find the cancel marker.
+    assert scratch_keys(stack, asset_id, second["Id"], "PoseDetection/pages/") == []
+    assert scratch_keys(stack, asset_id, second["Id"], "cancelled/") == [
+        f"private/{asset_id}/workflows/{second['Id']}/cancelled/PoseDetection"]
 
 
 def test_upload_trigger_decodes_keys_and_starts_the_workflow(moto_stack, vtest_5s_mp4):

@@ -14,9 +14,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from ..workflow.definition import operator_configuration, ordered_stages
-from .state import AWS_CONFIGURATION
-from .state_machine import operator_state_names
+from ..operators import configuration
+from ..workflow.definition import ordered_stages
 
 log = logging.getLogger("mie_pose.aws.api_client")
 
@@ -32,22 +31,30 @@ class RegistrationError(RuntimeError):
     pass
 
 
-def registration_requests(definition: dict, state_machine_arn: str, operator_functions: dict) -> list[tuple[str, dict]]:
-    """(path, body) of every POST, in order: operations, then stages, then the workflow."""
+def registration_requests(definition: dict, state_machine_arn: str | None, operator_functions: dict) -> list[tuple[str, dict]]:
+    """(path, body) of every POST, in order: operations, then stages, then the workflow, in MIE's bodies.
+
+    Each operator is MIE's ``Type: Async`` operation: one Lambda function is both its StartLambdaArn and its
+    MonitorLambdaArn (it tells the two apart by the event's Status). The Configuration registered is the
+    operator's full default Configuration on AWS. ``state_machine_arn``: ours (standalone); an existing MIE
+    builds its own from the stages (extension), so then it is left out."""
     requests = []
     for name in definition["Operators"]:
+        function = operator_functions.get(name, "")
+        registered = dict(definition["Operators"][name].get("Configuration") or {})
         requests.append(("/workflow/operation", {
-            "Name": name, "Handler": operator_functions.get(name, ""), "States": operator_state_names(name),
-            # The defaults the operator runs with on AWS (the pose network behind the endpoint, ...).
-            "Configuration": operator_configuration(definition, name, AWS_CONFIGURATION)}))
-    stages = ordered_stages(definition)
-    for stage in stages:
+            "Name": name, "Type": "Async", "StartLambdaArn": function, "MonitorLambdaArn": function,
+            "Configuration": configuration.resolve(name, registered, aws=True)
+            if name in configuration.CONFIGURATIONS else registered}))
+    for stage in ordered_stages(definition):
         requests.append(("/workflow/stage", {"Name": stage.name, "Operations": stage.operators}))
-    requests.append(("/workflow", {
-        "Name": definition["Name"], "Description": definition.get("Description", ""),
-        "StartAt": definition["StartAt"], "StateMachineArn": state_machine_arn,
-        "Stages": {name: {k: v for k, v in stage.items() if k in ("Next", "End")}
-                   for name, stage in definition["Stages"].items()}}))
+    workflow = {"Name": definition["Name"], "Description": definition.get("Description", ""),
+                "StartAt": definition["StartAt"],
+                "Stages": {name: {k: v for k, v in stage.items() if k in ("Next", "End")}
+                           for name, stage in definition["Stages"].items()}}
+    if state_machine_arn:
+        workflow["StateMachineArn"] = state_machine_arn
+    requests.append(("/workflow", workflow))
     return requests
 
 

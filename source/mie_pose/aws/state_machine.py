@@ -1,30 +1,33 @@
 """Generate the Step Functions state machine (Amazon States Language) from ``pose_workflow.json``.
 
 The workflow definition is the one source of truth: its stages, in ``StartAt``/``Next`` order, become
-states here, so adding or reordering a stage there changes the deployed machine at the next build.
+plain MIE stages here, so adding or reordering a stage there changes the deployed machine at the next build.
 
-Each operator runs as three states on its own Lambda function (``OPERATOR_STEPS``)::
+**Stages.** Each operator is MIE's Async operation, with MIE's state names::
 
-    {Op}Plan (Task) -> {Op}Map (Map over the plan's items, MaxConcurrency a stack parameter) -> {Op}Commit
+    Start {Op} ({Stage}) -> Did {Op} Start? -> [Executing] {Op} Wait -> Get {Op} Status -> Did {Op} Complete?
+                                            -> [Complete | Skipped] Complete {Stage}    -> next stage
+                                            -> [anything else] {Op} Failed -> WorkflowFailed -> Fail
 
-``{Op}Commit`` returns the execution state extended with the operator's output, which is the next
-stage's input. Any failure is caught into ``{Op}Failed`` (records which operator) -> ``WorkflowFailed``
-(cleans up what the operator wrote and marks the execution Error; earlier stages' results stay) -> a Fail
-state. Lambda ARNs and the Map concurrency are ``${...}`` placeholders, filled by CloudFormation's
-``DefinitionSubstitutions`` (or ``render`` in tests).
+``Start`` gets MIE's operator event (``Name, AssetId, WorkflowExecutionId, Input{Media, MetaData},
+Configuration, Status, MetaData, Media``; the Configuration from the execution's ``{stage: {op: ...}}``),
+the outputs land in ``$.Outputs.{Op}`` and ``Complete {Stage}`` (the Workflow function) records the stage
+and merges the output's Media and MetaData into the execution state, which is the next stage's input.
+
+**Fan-out.** The frame ranges and inference chunks fan out *inside* an operator: its start Lambda starts a
+second execution of this same machine with input ``{"FanOut": ...}``; the first Choice (``Route``) sends
+it to the operator's Distributed Map, which reads the items from the S3 file the start wrote (ItemReader),
+so no item ever passes through a state (256 KB) and the map run adds a constant number of history events
+whatever the count (each item is a child execution of its own). Then ``{Op} Commit``; on any failure
+``{Op} Cleanup``, which runs once the Map has stopped. The fan-out execution ends Succeeded with the
+commit's ``{Media, MetaData}`` or the cleanup's ``{Error}``; the monitor Lambda turns it into MIE's output.
 
 The browser proxy (``mie_pose.aws.browser_proxy``) is no stage: it needs only the uploaded video, and it
-must never fail the workflow. Once ``BROWSER_PROXY_AFTER`` committed (or at the start when the workflow
-has no such stage), a Parallel state runs the remaining stages in one branch and ``BrowserProxy`` in the
-other, so the transcode adds no time unless it is the longer branch::
+must never fail the workflow. Once ``BROWSER_PROXY_AFTER`` completed, a Parallel state runs the remaining
+stages in one branch and ``BrowserProxy`` in the other.
 
-    ... FrameExtractionCommit -> AfterFrameExtraction (Parallel)
-        [ PoseDetectionPlan -> PoseDetectionMap -> PoseDetectionCommit -> AnalysisDone ]
-        [ BrowserProxy (any error caught -> BrowserProxyFailed) ]
-    -> WorkflowComplete (with the first branch's state)
-
-Operator failures in the first branch are cleaned up and recorded there (``AnalysisFailed``, the same
-workflow step as ``WorkflowFailed``) before its Fail state fails the Parallel and so the execution.
+Lambda ARNs, the Map concurrency and the poll interval are ``${...}`` placeholders, filled by
+CloudFormation's ``DefinitionSubstitutions`` (or ``render`` in tests).
 """
 
 from __future__ import annotations
@@ -33,12 +36,10 @@ import json
 
 from ..workflow.definition import load_definition, ordered_stages
 
-# operator -> (Lambda function logical id, Map step name, plan key holding the Map's items, extra Retry)
+# operator -> its Lambda function (logical id) and Python module; "retry": extra Retry of a fan-out item.
 OPERATOR_STEPS = {
-    "FrameExtraction": {"function": "FrameExtractionFunction", "map_step": "extract", "items": "Ranges",
-                        "module": "mie_pose.aws.frame_extraction"},
-    "PoseDetection": {"function": "PoseDetectionFunction", "map_step": "chunk", "items": "Chunks",
-                      "module": "mie_pose.aws.pose_detection",
+    "FrameExtraction": {"function": "FrameExtractionFunction", "module": "mie_pose.aws.frame_extraction"},
+    "PoseDetection": {"function": "PoseDetectionFunction", "module": "mie_pose.aws.pose_detection",
                       # The endpoint throttled through every in-code retry: wait longer, then try again.
                       "retry": [{"ErrorEquals": ["EndpointThrottled"], "IntervalSeconds": 10, "MaxAttempts": 5,
                                  "BackoffRate": 2.0}]},
@@ -48,7 +49,11 @@ BROWSER_PROXY_FUNCTION = "BrowserProxyFunction"
 BROWSER_PROXY_AFTER = "FrameExtraction"
 PARALLEL_STATE = f"After{BROWSER_PROXY_AFTER}"
 MAP_CONCURRENCY = "MapConcurrency"
+POLL_SECONDS = "PollSeconds"
 _CONCURRENCY_SENTINEL = "__MAP_CONCURRENCY__"
+_POLL_SENTINEL = "__POLL_SECONDS__"
+ROUTE_STATE = "Route"
+FANOUT_STATE = "FanOut"
 
 LAMBDA_RETRY = {
     "ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
@@ -69,62 +74,73 @@ def substitution_names() -> list[str]:
     """The ``DefinitionSubstitutions`` keys the template must provide."""
     functions = sorted({steps["function"] for steps in OPERATOR_STEPS.values()}
                        | {WORKFLOW_FUNCTION, BROWSER_PROXY_FUNCTION})
-    return [f"{function}Arn" for function in functions] + [MAP_CONCURRENCY]
+    return [f"{function}Arn" for function in functions] + [MAP_CONCURRENCY, POLL_SECONDS]
 
 
-def _catch(failed_state: str) -> list[dict]:
-    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": failed_state}]
-
-
-def operator_state_names(operator: str) -> list[str]:
-    """The states one operator runs as, in order (what the workflow registry records as its handler)."""
-    return [f"{operator}Plan", f"{operator}Map", f"{operator}Commit"]
-
-
-def _operator_states(operator: str, stage: str, next_state: str, workflow_failed: str = "WorkflowFailed") -> dict:
+def _steps(operator: str) -> dict:
     if operator not in OPERATOR_STEPS:
         raise StateMachineError(f"operator {operator!r} has no AWS steps; add it to OPERATOR_STEPS")
-    steps = OPERATOR_STEPS[operator]
-    function = arn(steps["function"])
-    failed = f"{operator}Failed"
-    task_retry = [dict(LAMBDA_RETRY)]
+    return OPERATOR_STEPS[operator]
+
+
+def state_names(operator: str, stage: str) -> dict[str, str]:
+    """MIE's names for an Async operation's states (``create_operation_asl``)."""
+    return {"start": f"Start {operator} ({stage})", "started": f"Did {operator} Start? ({stage})",
+            "wait": f"{operator} Wait ({stage})", "status": f"Get {operator} Status ({stage})",
+            "complete": f"Did {operator} Complete? ({stage})", "failed": f"{operator} Failed ({stage})",
+            "stage_done": f"Complete {stage}"}
+
+
+def operator_state_names(operator: str, stage: str | None = None) -> list[str]:
+    """The states one operator runs as, in order (what the workflow registry records)."""
+    names = state_names(operator, stage or operator)
+    return [names[k] for k in ("start", "started", "wait", "status", "complete")]
+
+
+def _catch(failed_state: str, result_path: str = "$.Error") -> list[dict]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": failed_state}]
+
+
+def _status_choice(operator: str, names: dict) -> dict:
+    status = f"$.Outputs.{operator}.Status"
+    return {"Type": "Choice", "Choices": [
+        {"Variable": status, "StringEquals": "Executing", "Next": names["wait"]},
+        {"Variable": status, "StringEquals": "Complete", "Next": names["stage_done"]},
+        {"Variable": status, "StringEquals": "Skipped", "Next": names["stage_done"]}],
+        "Default": names["failed"]}
+
+
+def operator_event_parameters(operator: str, stage: str) -> dict:
+    """The Task Parameters that build MIE's operator event from the execution state."""
+    return {"Name": operator, "AssetId.$": "$.AssetId", "WorkflowExecutionId.$": "$.WorkflowExecutionId",
+            "Input": {"Media.$": "$.Media", "MetaData.$": "$.MetaData"},
+            "Configuration.$": f"$.Configuration.{stage}.{operator}", "Status": "Started", "MetaData": {},
+            "Media": {}}
+
+
+def _stage_states(operator: str, stage: str, next_state: str, workflow_failed: str) -> dict:
+    function = arn(_steps(operator)["function"])
+    names = state_names(operator, stage)
+    output = f"$.Outputs.{operator}"
     return {
-        f"{operator}Plan": {
-            "Type": "Task", "Resource": function, "Comment": f"{stage}: plan {operator}",
-            "Parameters": {"Step": "plan", "State.$": "$"},
-            "ResultPath": "$.Plan", "Retry": task_retry, "Catch": _catch(failed), "Next": f"{operator}Map",
-        },
-        f"{operator}Map": {
-            "Type": "Map", "Comment": f"{stage}: {operator} {steps['items'].lower()} in parallel",
-            "ItemsPath": f"$.Plan.{steps['items']}",
-            "MaxConcurrency": _CONCURRENCY_SENTINEL,
-            "ItemSelector": {
-                "Step": steps["map_step"],
-                "State": {"AssetId.$": "$.AssetId", "WorkflowExecutionId.$": "$.WorkflowExecutionId",
-                          "Media.$": "$.Media", "Configuration.$": "$.Plan.Configuration",
-                          "Version.$": "$.Plan.Version"} if operator == "PoseDetection" else
-                         {"AssetId.$": "$.AssetId", "WorkflowExecutionId.$": "$.WorkflowExecutionId",
-                          "Media.$": "$.Media", "Configuration.$": "$.Plan.Configuration"},
-                "Item.$": "$$.Map.Item.Value",
-            },
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                "StartAt": f"{operator}Item",
-                "States": {f"{operator}Item": {
-                    "Type": "Task", "Resource": function,
-                    "Retry": [dict(LAMBDA_RETRY)] + [dict(r) for r in steps.get("retry", [])], "End": True}},
-            },
-            "ResultPath": "$.Plan.Results", "Catch": _catch(failed), "Next": f"{operator}Commit",
-        },
-        f"{operator}Commit": {
-            "Type": "Task", "Resource": function, "Comment": f"{stage}: commit {operator}",
-            "Parameters": {"Step": "commit", "State.$": "$"},
-            "Retry": task_retry, "Catch": _catch(failed), "Next": next_state,
-        },
-        failed: {
+        names["start"]: {
+            "Type": "Task", "Resource": function, "Comment": f"{stage}: start {operator} (MIE Async operation)",
+            "Parameters": operator_event_parameters(operator, stage), "ResultPath": output,
+            "Retry": [dict(LAMBDA_RETRY)], "Catch": _catch(names["failed"]), "Next": names["started"]},
+        names["started"]: _status_choice(operator, names),
+        names["wait"]: {"Type": "Wait", "Seconds": _POLL_SENTINEL, "Next": names["status"]},
+        names["status"]: {
+            "Type": "Task", "Resource": function, "Comment": f"{stage}: {operator} monitor",
+            "InputPath": output, "ResultPath": output, "Retry": [dict(LAMBDA_RETRY)],
+            "Catch": _catch(names["failed"]), "Next": names["complete"]},
+        names["complete"]: _status_choice(operator, names),
+        names["stage_done"]: {
+            "Type": "Task", "Resource": arn(WORKFLOW_FUNCTION), "Comment": f"record {stage}, pass its outputs on",
+            "Parameters": {"Step": "complete_stage", "Stage": stage, "Operators": [operator], "State.$": "$"},
+            "Retry": [dict(LAMBDA_RETRY)], "Catch": _catch(names["failed"]), "Next": next_state},
+        names["failed"]: {
             "Type": "Pass", "Result": {"Operator": operator, "Stage": stage},
-            "ResultPath": "$.Failed", "Next": workflow_failed,
-        },
+            "ResultPath": "$.Failed", "Next": workflow_failed},
     }
 
 
@@ -145,9 +161,48 @@ def _stages_states(stages: list, end_state: str, workflow_failed: str) -> dict:
         if len(stage.operators) != 1:
             raise StateMachineError(f"stage {stage.name!r} has {len(stage.operators)} operators; "
                                     "the AWS generator runs exactly one operator per stage")
-        next_state = f"{stages[position + 1].operators[0]}Plan" if position + 1 < len(stages) else end_state
-        states.update(_operator_states(stage.operators[0], stage.name, next_state, workflow_failed))
+        if position + 1 < len(stages):
+            following = stages[position + 1]
+            next_state = state_names(following.operators[0], following.name)["start"]
+        else:
+            next_state = end_state
+        states.update(_stage_states(stage.operators[0], stage.name, next_state, workflow_failed))
     return states
+
+
+def fanout_names(operator: str) -> dict[str, str]:
+    return {"map": f"{operator} Work", "item": f"{operator} Item", "commit": f"{operator} Commit",
+            "cleanup": f"{operator} Cleanup"}
+
+
+def _fanout_states(operator: str) -> dict:
+    steps = _steps(operator)
+    function = arn(steps["function"])
+    names = fanout_names(operator)
+    job = {"Job.$": "$.FanOut.Job", "Plan.$": "$.FanOut.Plan"}
+    return {
+        names["map"]: {
+            "Type": "Map", "Comment": f"{operator}: every item of the plan, read from S3, in parallel",
+            "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+                           "Parameters": {"Bucket.$": "$.FanOut.Items.S3Bucket", "Key.$": "$.FanOut.Items.S3Key"}},
+            "ItemSelector": {"Step": "work", **job, "Item.$": "$$.Map.Item.Value"},
+            "MaxConcurrency": _CONCURRENCY_SENTINEL,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": names["item"],
+                "States": {names["item"]: {
+                    "Type": "Task", "Resource": function,
+                    "Retry": [dict(LAMBDA_RETRY)] + [dict(r) for r in steps.get("retry", [])], "End": True}}},
+            # The items' summaries are not needed: the commit reads what they wrote.
+            "ResultPath": None, "Catch": _catch(names["cleanup"]), "Next": names["commit"]},
+        names["commit"]: {
+            "Type": "Task", "Resource": function, "Parameters": {"Step": "commit", **job},
+            "Retry": [dict(LAMBDA_RETRY)], "Catch": _catch(names["cleanup"]), "End": True},
+        names["cleanup"]: {
+            "Type": "Task", "Resource": function, "Comment": "after the Map stopped: remove what the run wrote",
+            "Parameters": {"Step": "cleanup", **job, "Error.$": "$.Error"},
+            "Retry": [dict(LAMBDA_RETRY)], "End": True},
+    }
 
 
 def _browser_proxy_branch() -> dict:
@@ -169,6 +224,9 @@ def build_definition(definition: dict | None = None) -> dict:
     split = next((position + 1 for position, stage in enumerate(stages) if BROWSER_PROXY_AFTER in stage.operators), 0)
     before, after = stages[:split], stages[split:]
 
+    def first(of: list, otherwise: str) -> str:
+        return state_names(of[0].operators[0], of[0].name)["start"] if of else otherwise
+
     states = _stages_states(before, PARALLEL_STATE, "WorkflowFailed")
     if before:
         states.update(_failure_states("WorkflowFailed", "WorkflowError"))
@@ -179,8 +237,7 @@ def build_definition(definition: dict | None = None) -> dict:
     states[PARALLEL_STATE] = {
         "Type": "Parallel",
         "Comment": "the remaining stages, and the browser proxy beside them",
-        "Branches": [{"StartAt": f"{after[0].operators[0]}Plan" if after else "AnalysisDone", "States": analysis},
-                     _browser_proxy_branch()],
+        "Branches": [{"StartAt": first(after, "AnalysisDone"), "States": analysis}, _browser_proxy_branch()],
         # The execution state goes on from the stages' branch; the proxy's result stays in the history.
         "OutputPath": "$[0]",
         "Next": "WorkflowComplete",
@@ -188,17 +245,28 @@ def build_definition(definition: dict | None = None) -> dict:
     states["WorkflowComplete"] = {"Type": "Task", "Resource": arn(WORKFLOW_FUNCTION),
                                   "Parameters": {"Step": "complete", "State.$": "$"},
                                   "Retry": [dict(LAMBDA_RETRY)], "End": True}
+    operators = [stage.operators[0] for stage in stages]
+    states[ROUTE_STATE] = {"Type": "Choice", "Comment": "an operator's fan-out, or a workflow execution",
+                           "Choices": [{"Variable": "$.FanOut", "IsPresent": True, "Next": FANOUT_STATE}],
+                           "Default": first(before, PARALLEL_STATE)}
+    states[FANOUT_STATE] = {"Type": "Choice", "Choices": [
+        {"Variable": "$.FanOut.Operator", "StringEquals": op, "Next": fanout_names(op)["map"]} for op in operators],
+        "Default": "UnknownFanOut"}
+    states["UnknownFanOut"] = {"Type": "Fail", "Error": "UnknownOperator", "Cause": "no fan-out for this operator"}
+    for operator in operators:
+        states.update(_fanout_states(operator))
     return {
         "Comment": f"{definition['Name']}: {definition.get('Description', '')}. "
                    "Generated from pose_workflow.json by mie_pose.aws.state_machine.",
-        "StartAt": f"{before[0].operators[0]}Plan" if before else PARALLEL_STATE,
+        "StartAt": ROUTE_STATE,
         "States": states,
     }
 
 
 def to_definition_string(asl: dict) -> str:
     """JSON text for ``DefinitionString`` with ``DefinitionSubstitutions``: the concurrency is unquoted."""
-    return json.dumps(asl, indent=1).replace(f'"{_CONCURRENCY_SENTINEL}"', "${" + MAP_CONCURRENCY + "}")
+    return (json.dumps(asl, indent=1).replace(f'"{_CONCURRENCY_SENTINEL}"', "${" + MAP_CONCURRENCY + "}")
+            .replace(f'"{_POLL_SENTINEL}"', "${" + POLL_SECONDS + "}"))
 
 
 def render(asl: dict, substitutions: dict) -> str:

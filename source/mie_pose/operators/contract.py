@@ -162,6 +162,10 @@ class Operator:
     def expected_frames(self, plan: dict) -> int | None:
         return None
 
+    def progress(self, job: Job, plan: dict, runtime: OperatorRuntime) -> int | None:
+        """Frames done so far, from what the items have written (the AWS monitor asks; None: unknown)."""
+        return None
+
 
 def error_output(event: dict, name: str, message: str) -> dict:
     """The Error output for an event that may not even parse."""

@@ -143,6 +143,11 @@ class FrameExtraction(Operator):
     def expected_frames(self, plan: dict) -> int | None:
         return plan.get("ExpectedFrames")
 
+    def progress(self, job: Job, plan: dict, runtime) -> int | None:
+        finished = len(runtime.storage.list_keys(plan["Bucket"], f"{plan['Prefix']}ranges/"))
+        per_range = max(1, round(job.configuration.RangeSeconds * plan["FPS"]))
+        return min(finished * per_range, plan.get("ExpectedFrames") or finished * per_range)
+
     def work(self, job: Job, plan: dict, item: dict, runtime, tick=None) -> dict:
         config: FrameExtractionConfiguration = job.configuration
         video, prefix, storage = _video(job), plan["Prefix"], runtime.storage

@@ -331,6 +331,10 @@ class PoseDetection(Operator):
     def expected_frames(self, plan: dict) -> int | None:
         return plan.get("FrameCount")
 
+    def progress(self, job: Job, plan: dict, runtime: OperatorRuntime) -> int | None:
+        staged = len(runtime.storage.list_keys(plan["Bucket"], staging_prefix(job)))
+        return min(staged * job.configuration.PageFrames, plan["FrameCount"])
+
     def _pool(self, job: Job, name: str) -> "BackendPool":
         config: PoseDetectionConfiguration = job.configuration
         workers = worker_count(name, config.Workers) if config.Pipeline else 1
