@@ -552,3 +552,50 @@ def test_people_panel_labels_seek_hide_highlight(page, synthetic, artifacts):
     page.screenshot(path=str(artifacts / "people-highlight.png"))
     assert page.evaluate(alpha_js, hip(other)) < before * 0.5, "the other people are not dimmed"
     assert page.evaluate(alpha_js, hip(person)) > 200
+
+
+# --- #10 item 6: confidence you can see ------------------------------------------------------------------
+ROW_INK_JS = """
+([x, y, halfWidth]) => {
+  // Alpha-weighted ink width (CSS px) along a horizontal line through (x, y), normalized picture coordinates.
+  const c = document.querySelector('canvas.pose-overlay');
+  const [x0, y0, w, h] = c.dataset.rect.split(',').map(Number);
+  const s = c.width / c.getBoundingClientRect().width;
+  const py = Math.round((y0 + y * h) * s), cx = Math.round((x0 + x * w) * s), half = Math.round(halfWidth * s);
+  const row = c.getContext('2d').getImageData(cx - half, py, 2 * half + 1, 1).data;
+  let ink = 0, peak = 0;
+  for (let i = 3; i < row.length; i += 4) { ink += row[i] / 255; peak = Math.max(peak, row[i]); }
+  return { width: ink / s, peak };
+}
+"""
+
+
+def test_keypoint_confidence_and_line_width_follow_score_and_size(page, synthetic, artifacts):
+    server, asset_id = synthetic["server"], synthetic["ids"]["sizes"]
+    document = api_document(server, asset_id)
+    near, far = document["frames"][1]["persons"]
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
+    wait_for_pose(page)
+    seek(page, 0.5)
+    page.screenshot(path=str(artifacts / "confidence-sizes.png"))
+
+    def shin(person):  # the middle of the left shin (knee 13 -> ankle 15, vertical)
+        (kx, ky, _), (_, ay, _) = person["keypoints"][13], person["keypoints"][15]
+        return [kx, (ky + ay) / 2]
+
+    near_line = page.evaluate(ROW_INK_JS, [*shin(near), 12])
+    far_line = page.evaluate(ROW_INK_JS, [*shin(far), 2.5])  # the other shin is 5 px away
+    assert far_line["peak"] > 0 and near_line["peak"] > 0
+    assert near_line["width"] > 2 * far_line["width"], (near_line, far_line)  # distant people are not blobs
+    assert far_line["width"] <= 1.6, far_line
+
+    def middle(person, i, j):
+        (ax, ay, _), (bx, by, _) = person["keypoints"][i], person["keypoints"][j]
+        return [(ax + bx) / 2, (ay + by) / 2, 3]
+
+    sure = page.evaluate(ROW_INK_JS, middle(near, 5, 7))     # shoulder-elbow, both 0.9
+    unsure = page.evaluate(ROW_INK_JS, middle(near, 7, 9))   # elbow-wrist, the wrist 0.35
+    assert unsure["peak"] < 0.65 * sure["peak"], (sure, unsure)
+    styles = page.evaluate("async () => { const o = await import('/js/overlay.js');"
+                           " return [o.keypointStyle(0.35, 200), o.keypointStyle(0.9, 200)]; }")
+    assert styles[0]["radius"] < styles[1]["radius"] and styles[0]["alpha"] < styles[1]["alpha"]

@@ -211,6 +211,8 @@ export function drawPersons(ctx, rect, persons, skeleton, threshold, scale = 1, 
     ctx.lineCap = 'round';
     for (const [i, j] of skeleton) {
       if (!points[i] || !points[j]) continue;
+      // A limb is as sure as its less sure end.
+      ctx.globalAlpha = keypointStyle(Math.min(person.keypoints[i][2], person.keypoints[j][2]), size).alpha * (focused ? 1 : 0.3);
       ctx.beginPath();
       ctx.moveTo(...points[i]);
       ctx.lineTo(...points[j]);
