@@ -1,7 +1,7 @@
-"""AWS PoseDetection tracks and smooths like the local operator: plan -> chunks (in any order) -> commit on a
-moto DynamoDB dataplane gives exactly the documents ``pose_inference.handler`` stores for the same detections
-on the same JPEGs, for every Tracking/Smoothing setting; the commit is safe to retry; cleanup keeps what
-was published."""
+"""PoseDetection's shared steps (plan -> chunks in any order -> commit; cleanup), as the AWS adapter runs
+them on a moto DynamoDB dataplane, give exactly the documents the local runner stores for the same
+detections on the same JPEGs, for every Tracking/Smoothing setting and whatever the page size; a chunk
+still running after cleanup leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from mie_pose import schema
-from mie_pose.aws import pose_detection
+from mie_pose.backends import sagemaker_endpoint
 from mie_pose.backends.sagemaker_endpoint import parse_person
-from mie_pose.operators.contract import OperatorRuntime
+from mie_pose.operators import pose_inference
+from mie_pose.operators.contract import OperatorError, OperatorRuntime
 from mie_pose.storage import LocalStorage, MediaLocation
 from mie_pose.tracking import TemporalProcessor, track_frame
 
@@ -54,8 +55,8 @@ def test_the_scene_needs_the_appearance_cue():
         for record, jpeg in zip(copy.deepcopy(frames), jpegs):
             appearances = None
             if with_appearance:
-                appearances = [pose_detection.decode_descriptor(d)
-                               for d in pose_detection.frame_appearances(jpeg, record)]
+                appearances = [pose_inference.decode_descriptor(d)
+                               for d in pose_inference.frame_appearances(jpeg, record)]
             raw, _ = track_frame(processor, {"width": W, "height": H}, record, appearances)
             ids.append([p["track_id"] for p in raw["persons"]])
         assert (ids != [[1, 2]] * FRAMES) is expected_switch, ids
@@ -63,20 +64,20 @@ def test_the_scene_needs_the_appearance_cue():
 
 def test_descriptors_survive_storage_exactly():
     frames, jpegs = bounce_scene()
-    encoded = pose_detection.frame_appearances(jpegs[0], frames[0])
+    encoded = pose_inference.frame_appearances(jpegs[0], frames[0])
     image = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_COLOR)
     from mie_pose.tracking import appearance_descriptors
 
     for text, descriptor in zip(json.loads(json.dumps(encoded)), appearance_descriptors(image, frames[0])):
-        decoded = pose_detection.decode_descriptor(text)
+        decoded = pose_inference.decode_descriptor(text)
         assert decoded.dtype == descriptor.dtype and np.array_equal(decoded, descriptor)
-    assert pose_detection.encode_descriptor(None) is None and pose_detection.decode_descriptor(None) is None
+    assert pose_inference.encode_descriptor(None) is None and pose_inference.decode_descriptor(None) is None
 
 
 class Setup:
-    """Frames and manifest in local storage, a moto DynamoDB dataplane, an asset and an execution."""
+    """Frames and manifest in local storage, a moto DynamoDB dataplane, an asset."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, monkeypatch):
         self.detections, self.jpegs = bounce_scene()
         self.storage = LocalStorage(tmp_path / "storage")
         entries = []
@@ -87,78 +88,77 @@ class Setup:
         manifest = {"asset_id": "a", "fps": 2.0, "frames": entries,
                     "video": {"width": W, "height": H, "duration_ms": 500 * FRAMES, "source_fps": 2.0}}
         self.storage.write_bytes(MediaLocation(BUCKET, "frames/manifest.json"), json.dumps(manifest).encode())
-        self.media = {"Frames": {"S3Bucket": BUCKET, "S3Key": "frames/manifest.json"}}
+        self.media = {"Video": {"S3Bucket": BUCKET, "S3Key": "v.mp4"},
+                      "Frames": {"S3Bucket": BUCKET, "S3Key": "frames/manifest.json"}}
         self.dataplane, _ = _dataplane()
         self.runtime = OperatorRuntime(storage=self.storage, dataplane=self.dataplane)
         self.asset_id = self.dataplane.create_asset({"Video": {"S3Bucket": BUCKET, "S3Key": "v.mp4"}}, "v.mp4")
+        self.monkeypatch = monkeypatch
+        self.runs = 0
 
     def persons(self, index: int) -> list:
         return [parse_person(p) for p in self.detections[index]["persons"]]
 
-    def aws_run(self, configuration: dict, fail_commit_once: bool = False) -> tuple[dict, dict]:
-        """plan -> every chunk, last first -> commit; returns (state after commit, plan state)."""
-        execution = self.dataplane.create_execution(self.asset_id, "PoseWorkflow",
-                                                    ["FrameExtractionStage", "PoseDetectionStage"])
-        state = {"AssetId": self.asset_id, "WorkflowExecutionId": execution, "Media": self.media,
-                 "Configuration": {"PoseDetection": {"PageFrames": PAGE_FRAMES, **configuration}}}
-        plan = pose_detection.plan(state, self.runtime)
-        assert [c["End"] - c["Start"] for c in plan["Chunks"]] == [5, 5, 2]
+    def endpoint(self) -> None:
         by_jpeg = {jpeg: self.persons(i) for i, jpeg in enumerate(self.jpegs)}
         assert len(by_jpeg) == FRAMES
 
         class Endpoint:
+            max_batch = 100
+
             def batch_encoded(self, jpegs):
                 return [by_jpeg[j] for j in jpegs]
 
-        item_state = {"AssetId": self.asset_id, "WorkflowExecutionId": execution, "Media": self.media,
-                      "Configuration": plan["Configuration"], "Version": plan["Version"]}
-        results = {}
-        for item in reversed(plan["Chunks"]):
-            results[item["Page"]] = pose_detection.chunk(item_state, item, self.runtime, backend=Endpoint())
-        plan["Results"] = [results[page] for page in sorted(results)]
-        commit_state = {**state, "Plan": plan}
-        if fail_commit_once:
-            real = self.dataplane.commit_documents
+        self.monkeypatch.setattr(sagemaker_endpoint.SageMakerEndpointBackend, "from_environment",
+                                 classmethod(lambda cls, name=None: Endpoint()))
 
-            def fail(*args, **kwargs):
-                self.dataplane.commit_documents = real
-                raise RuntimeError("lost the connection")
+    def job(self, configuration: dict):
+        self.runs += 1
+        event = {"Name": "PoseDetection", "AssetId": self.asset_id, "WorkflowExecutionId": f"run-{self.runs}",
+                 "Input": {"Media": self.media, "MetaData": {}}, "Status": "Started",
+                 "Configuration": {"PageFrames": PAGE_FRAMES, **configuration}}
+        return pose_inference.OPERATOR.job(event, aws=True)
 
-            self.dataplane.commit_documents = fail
-            with pytest.raises(RuntimeError):
-                pose_detection.commit(copy.deepcopy(commit_state), self.runtime)
-        return pose_detection.commit(copy.deepcopy(commit_state), self.runtime), commit_state
+    def steps_run(self, configuration: dict) -> tuple[dict, dict]:
+        """plan -> every chunk, last first (as a Distributed Map may) -> commit: (plan, MetaData)."""
+        self.endpoint()
+        operator, job = pose_inference.OPERATOR, self.job(configuration)
+        plan = json.loads(json.dumps(operator.plan(job, self.runtime)))  # it travels as JSON
+        for item in reversed(plan["Items"]):
+            operator.work(self.job_again(job), plan, item, self.runtime)
+        _, metadata = operator.commit(self.job_again(job), plan, self.runtime)
+        return plan, metadata
 
-    def local_run(self, configuration: dict, monkeypatch) -> tuple[dict, dict]:
-        """The local operator on the same frames, its backend finding the same persons: (documents, output)."""
+    @staticmethod
+    def job_again(job):
+        """Each Lambda parses the event afresh."""
+        return pose_inference.OPERATOR.job(job.to_dict(), aws=True)
+
+    def local_run(self, configuration: dict) -> tuple[dict, dict]:
         calls = iter(range(FRAMES))
-        return run_local_pose_detection(monkeypatch, self.storage, self.asset_id, self.media,
-                                        lambda: self.persons(next(calls)),
-                                        {"PageFrames": PAGE_FRAMES, **configuration})
+        return run_local_pose_detection(self.monkeypatch, self.storage, self.asset_id, self.media,
+                                        lambda: self.persons(next(calls)), {"PageFrames": PAGE_FRAMES, **configuration})
 
-    def aws_documents(self) -> dict:
+    def documents(self) -> dict:
         return {op: self.dataplane.read_document(self.asset_id, op)
                 for op in self.dataplane.operators_with_metadata(self.asset_id)}
 
-    def staged_items(self) -> list[str]:
-        items = self.dataplane._query(self.dataplane.metadata_table, "asset_id = :a",
-                                      {":a": {"S": self.asset_id}})
-        return sorted(item["item"]["S"] for item in items)
+    def scratch(self) -> list[str]:
+        return sorted(self.storage.list_keys(BUCKET, f"private/{self.asset_id}/"))
 
 
 @pytest.mark.parametrize("configuration", [{}, {"Smoothing": False}, {"Tracking": False},
                                            {"Smoothing": {"MinCutoff": 1.5, "Beta": 0.5}}],
                          ids=["default", "no-smoothing", "no-tracking", "custom-smoothing"])
-def test_aws_documents_equal_the_local_operators(mocked, tmp_path, monkeypatch, configuration):
-    setup = Setup(tmp_path)
-    after, _ = setup.aws_run(configuration)
-    aws = setup.aws_documents()
-    local, local_output = setup.local_run(configuration, monkeypatch)
+def test_steps_on_dynamodb_equal_the_local_runner(mocked, tmp_path, monkeypatch, configuration):
+    setup = Setup(tmp_path, monkeypatch)
+    plan, metadata = setup.steps_run(configuration)
+    assert [c["End"] - c["Start"] for c in plan["Items"]] == [5, 5, 2]
+    aws = setup.documents()
+    local, local_output = setup.local_run(configuration)
     assert aws == local
-    metadata = after["MetaData"]["PoseDetection"]
     assert {k: metadata[k] for k in ("Frames", "Persons", "Tracks", "Smoothed")} == {
         k: local_output["MetaData"][k] for k in ("Frames", "Persons", "Tracks", "Smoothed")}
-    assert metadata.get("RawOperator") == local_output["MetaData"].get("RawOperator")
     ids = [[p["track_id"] for p in f["persons"]] for f in aws["PoseDetection"]["frames"]]
     if configuration.get("Tracking") is False:
         assert set(aws) == {"PoseDetection"} and ids == [[None, None]] * FRAMES
@@ -167,43 +167,48 @@ def test_aws_documents_equal_the_local_operators(mocked, tmp_path, monkeypatch, 
         assert ids == [[1, 2]] * FRAMES and metadata["Tracks"] == 2
     assert set(aws) == ({"PoseDetection"} if configuration.get("Smoothing") is False or
                         configuration.get("Tracking") is False else {"PoseDetection", "PoseDetectionRaw"})
-    # Only the published pages are left: no staged descriptors, no superseded versions.
-    assert not [i for i in setup.staged_items() if "Appearance" in i]
-    assert len(setup.staged_items()) == len(aws) * 4
+    # Only the published pages are left: the chunks' staged pages are gone.
+    assert not [k for k in setup.scratch() if "/PoseDetection/pages/" in k]
+    # One page or three: tracking streams across the page boundaries, the frames are the same.
+    _, local_one_page = run_local_pose_detection(
+        monkeypatch, setup.storage, setup.asset_id, setup.media,
+        (lambda calls: lambda: setup.persons(next(calls)))(iter(range(FRAMES))), {"PageFrames": 100, **configuration})
+    assert local_one_page["MetaData"]["Tracks"] == metadata["Tracks"]
 
 
-def test_rerun_without_smoothing_deletes_the_raw_document(mocked, tmp_path):
-    setup = Setup(tmp_path)
-    setup.aws_run({})
+def test_rerun_without_smoothing_deletes_the_raw_document(mocked, tmp_path, monkeypatch):
+    setup = Setup(tmp_path, monkeypatch)
+    setup.steps_run({})
     assert setup.dataplane.operators_with_metadata(setup.asset_id) == ["PoseDetection", "PoseDetectionRaw"]
-    setup.aws_run({"Smoothing": False})
+    setup.steps_run({"Smoothing": False})
     assert setup.dataplane.operators_with_metadata(setup.asset_id) == ["PoseDetection"]
-    assert len(setup.staged_items()) == 1 + 3
 
 
-def test_a_retried_commit_gives_the_same_documents(mocked, tmp_path, monkeypatch):
-    setup = Setup(tmp_path)
-    # The first try dies after rewriting the staged pages in place, before publishing them.
-    after, commit_state = setup.aws_run({}, fail_commit_once=True)
-    documents = setup.aws_documents()
-    assert documents == setup.local_run({}, monkeypatch)[0]
-    # A retry after the transaction went through (the Lambda died before answering) changes nothing.
-    again = pose_detection.commit(copy.deepcopy(commit_state), setup.runtime)
-    assert again["MetaData"] == after["MetaData"]
-    assert setup.aws_documents() == documents
+def test_a_chunk_still_running_after_cleanup_leaves_no_page(mocked, tmp_path, monkeypatch):
+    """A failed Map does not wait for Lambdas already running: cleanup marks the run cancelled first, so a
+    late chunk takes back its own page; the documents published before stay as they were."""
+    setup = Setup(tmp_path, monkeypatch)
+    setup.steps_run({})
+    published = setup.documents()
+    operator, job = pose_inference.OPERATOR, setup.job({})
+    plan = operator.plan(job, setup.runtime)
+    operator.work(job, plan, plan["Items"][0], setup.runtime)
+    assert [k for k in setup.scratch() if "/pages/" in k]
+    operator.cleanup(job, plan, setup.runtime)
+    assert not [k for k in setup.scratch() if "/pages/" in k]
+    with pytest.raises(OperatorError, match="cancelled"):
+        operator.work(setup.job_again(job), plan, plan["Items"][1], setup.runtime)  # the late one
+    assert not [k for k in setup.scratch() if "/pages/" in k]
+    assert setup.documents() == published
 
 
-def test_cleanup_discards_staged_pages_but_keeps_published_ones(mocked, tmp_path):
-    setup = Setup(tmp_path)
-    _, published = setup.aws_run({})
-    before = setup.staged_items()
-    pose_detection.cleanup(published, setup.runtime)  # e.g. the execution record update failed after commit
-    assert setup.staged_items() == before
-
-    # A run that fails before its commit: its staged raw pages and descriptors go, the published stay.
-    version = setup.dataplane.new_version()
-    for page in range(2):
-        setup.dataplane.put_page(setup.asset_id, "PoseDetectionRaw", version, page, [])
-        setup.dataplane.put_page(setup.asset_id, pose_detection.APPEARANCE_NAME, version, page, [])
-    pose_detection.cleanup({"AssetId": setup.asset_id, "Plan": {"Version": version}}, setup.runtime)
-    assert setup.staged_items() == before
+def test_commit_refuses_a_missing_chunk(mocked, tmp_path, monkeypatch):
+    setup = Setup(tmp_path, monkeypatch)
+    setup.endpoint()
+    operator, job = pose_inference.OPERATOR, setup.job({})
+    plan = operator.plan(job, setup.runtime)
+    for item in plan["Items"][:-1]:
+        operator.work(job, plan, item, setup.runtime)
+    with pytest.raises(OperatorError, match="chunk 2 of 3 did not report back"):
+        operator.commit(job, plan, setup.runtime)
+    assert setup.dataplane.operators_with_metadata(setup.asset_id) == []

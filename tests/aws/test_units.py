@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from mie_pose.aws.frame_extraction import plan_ranges
-from mie_pose.aws.pose_detection import plan_chunks
+from mie_pose.operators.frame_extraction import plan_ranges
+from mie_pose.operators.pose_inference import plan_chunks
 from mie_pose.backends.sagemaker_endpoint import (EndpointError, EndpointThrottled, SageMakerEndpointBackend,
                                                   is_throttling, request_groups)
 
