@@ -599,3 +599,131 @@ def test_keypoint_confidence_and_line_width_follow_score_and_size(page, syntheti
     styles = page.evaluate("async () => { const o = await import('/js/overlay.js');"
                            " return [o.keypointStyle(0.35, 200), o.keypointStyle(0.9, 200)]; }")
     assert styles[0]["radius"] < styles[1]["radius"] and styles[0]["alpha"] < styles[1]["alpha"]
+
+
+# --- #10 item 3: a timeline that says something; joint angles ---------------------------------------------
+def test_timeline_shows_people_count_and_seeks_by_click_and_keyboard(page, synthetic, artifacts):
+    server, asset_id = synthetic["server"], synthetic["ids"]["crowd"]
+    document = api_document(server, asset_id)
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
+    wait_for_pose(page)
+    page.wait_for_selector("[data-complete=true]")
+    timeline = page.locator("canvas.pose-timeline")
+    assert timeline.get_attribute("role") == "slider" and timeline.get_attribute("tabindex") == "0"
+    assert timeline.get_attribute("data-most") == "20"
+    # Bar heights grow with the count: sample the ink column height at a few times.
+    heights = page.evaluate("""(times) => {
+      const c = document.querySelector('canvas.pose-timeline');
+      const ctx = c.getContext('2d'); const W = c.width, H = c.height;
+      const duration = document.querySelector('video.pose-video').duration * 1000;
+      return times.map((t) => { const x = Math.round((t + 100) / duration * W); let ink = 0;
+        for (let y = 0; y < H; y++) { const p = ctx.getImageData(x, y, 1, 1).data;
+          if (p[2] > 200 && p[0] < 160) ink++; } return ink / H; });
+    }""", [500, 2500, 4500])
+    counts = [len(f["persons"]) for f in document["frames"] if f["timestamp_ms"] in (500, 2500, 4500)]
+    assert counts == [3, 11, 19]
+    assert heights[0] < heights[1] < heights[2], heights
+    assert heights[2] == pytest.approx(19 / 20, abs=0.12)
+
+    box = timeline.bounding_box()
+    timeline.click(position={"x": box["width"] * 0.5, "y": box["height"] / 2})
+    duration = page.evaluate("document.querySelector('video.pose-video').duration")
+    page.wait_for_function(f"() => Math.abs(document.querySelector('video.pose-video').currentTime - {duration / 2}) < 0.1")
+    timeline.focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => Math.abs(document.querySelector('video.pose-video').currentTime - 0.5) < 0.01")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('canvas.pose-timeline').getAttribute('aria-valuetext')"
+                           " === '0:01.0, 5 people'")
+    page.screenshot(path=str(artifacts / "timeline-people-count.png"))
+
+
+def test_joint_angle_chart_for_the_followed_person(page, synthetic, artifacts):
+    server, asset_id = synthetic["server"], synthetic["ids"]["angles"]
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
+    wait_for_pose(page)
+    page.wait_for_selector("[data-complete=true]")
+    page.locator("tr[data-track-id='5'] button.follow").click()
+    assert page.locator("tr[data-track-id='5']").get_attribute("class") == "followed"
+    readout = page.locator(".angle-readout")
+    seek(page, 0.5)
+    assert readout.locator("[data-joint='left knee']").inner_text().endswith("180°")
+    seek(page, 1.5)
+    assert readout.locator("[data-joint='left knee']").inner_text().endswith(" 90°")
+    assert readout.locator("[data-joint='right knee']").inner_text().endswith(" 90°")
+    import math
+
+    person = api_document(server, asset_id)["frames"][3]["persons"][0]
+    (ax, ay, _), (bx, by, _), (cx, cy, _) = (person["keypoints"][i] for i in (5, 7, 9))
+    u, v = ((ax - bx) * 640, (ay - by) * 360), ((cx - bx) * 640, (cy - by) * 360)
+    elbow = math.degrees(math.acos((u[0] * v[0] + u[1] * v[1]) / math.hypot(*u) / math.hypot(*v)))
+    assert readout.locator("[data-joint='left elbow']").inner_text().endswith(f" {round(elbow)}°")
+    chart = page.locator("canvas.angle-chart")
+    assert chart.get_attribute("data-samples") == "7"
+    # The knee lines (both at 90° from 1 s on) are drawn at mid-height of the 0-180° chart.
+    ys = page.evaluate("""(colour) => {
+      const c = document.querySelector('canvas.angle-chart'); const ctx = c.getContext('2d');
+      const duration = document.querySelector('video.pose-video').duration * 1000;
+      const x = Math.round(2500 / duration * c.width); const hits = [];
+      const want = [parseInt(colour.slice(1, 3), 16), parseInt(colour.slice(3, 5), 16), parseInt(colour.slice(5, 7), 16)];
+      for (let y = 0; y < c.height; y++) { const p = ctx.getImageData(x, y, 1, 1).data;
+        if (Math.abs(p[0] - want[0]) + Math.abs(p[1] - want[1]) + Math.abs(p[2] - want[2]) < 60 && p[3] > 200) hits.push(y / c.height); }
+      return hits; }""", "#00c3c3")
+    assert ys and all(abs(y - 0.5) < 0.06 for y in ys), ys
+    page.screenshot(path=str(artifacts / "joint-angles.png"))
+
+
+# --- #10 item 5: player controls ----------------------------------------------------------------------------
+def test_player_steps_between_samples_changes_speed_and_lists_shortcuts(page, synthetic, artifacts):
+    server, asset_id = synthetic["server"], synthetic["ids"]["jump"]
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
+    wait_for_pose(page)
+    time_of = lambda: page.evaluate("document.querySelector('video.pose-video').currentTime")  # noqa: E731
+    page.locator("body").press(".")
+    page.wait_for_function("() => Math.abs(document.querySelector('video.pose-video').currentTime - 0.5) < 0.01")
+    page.keyboard.press(".")
+    page.keyboard.press(".")
+    page.wait_for_function("() => Math.abs(document.querySelector('video.pose-video').currentTime - 1.5) < 0.01")
+    page.keyboard.press(".")  # the last sample: stays
+    page.wait_for_timeout(200)
+    assert abs(time_of() - 1.5) < 0.01
+    page.keyboard.press(",")
+    page.wait_for_function("() => Math.abs(document.querySelector('video.pose-video').currentTime - 1.0) < 0.01")
+    page.click("#step-back")
+    page.wait_for_function("() => Math.abs(document.querySelector('video.pose-video').currentTime - 0.5) < 0.01")
+    page.select_option("#speed", "2")
+    assert page.evaluate("document.querySelector('video.pose-video').playbackRate") == 2
+    page.locator("body").press("[")
+    assert page.evaluate("document.querySelector('video.pose-video').playbackRate") == 1.5
+    assert page.input_value("#speed") == "1.5"
+    page.click(".shortcuts summary")
+    listed = page.locator(".shortcuts dl").inner_text()
+    for key in (",", ".", "Space", "[ and ]", "i"):
+        assert key in listed
+    page.screenshot(path=str(artifacts / "player-controls.png"))
+
+
+def test_overlay_never_covers_the_native_controls(page, synthetic, artifacts):
+    """A person whose feet touch the bottom of the picture: the band where Chromium draws its controls
+    (the bottom of the <video> box) has no overlay ink, at several viewport sizes."""
+    server, asset_id = synthetic["server"], synthetic["ids"]["sizes"]
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
+    wait_for_pose(page)
+    seek(page, 0.5)
+    for viewport in ({"width": 1280, "height": 800}, {"width": 700, "height": 900}, {"width": 1400, "height": 500}):
+        page.set_viewport_size(viewport)
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        result = page.evaluate("""() => {
+          const v = document.querySelector('video.pose-video'), c = document.querySelector('canvas.pose-overlay');
+          const vr = v.getBoundingClientRect(), s = c.width / c.getBoundingClientRect().width;
+          const band = 68;  // Chromium's control panel height at the bottom of the video box
+          const px = c.getContext('2d').getImageData(0, Math.round((vr.height - band) * s), c.width,
+            Math.round(band * s)).data;
+          let ink = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) ink++;
+          const [, y0, , h] = c.dataset.rect.split(',').map(Number);
+          return { ink, pictureBottom: y0 + h, videoHeight: vr.height, persons: c.dataset.persons };
+        }""")
+        assert result["persons"] == "2"
+        assert result["ink"] == 0 and result["pictureBottom"] <= result["videoHeight"] - 68, (viewport, result)
+    page.screenshot(path=str(artifacts / "overlay-above-controls.png"))
