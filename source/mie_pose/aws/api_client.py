@@ -21,14 +21,17 @@ log = logging.getLogger("mie_pose.aws.api_client")
 
 # The routes (api/routes.py handler names) registration calls; the custom resource's role may invoke
 # these and no others.
-REGISTRATION_HANDLERS = ("create_operation", "create_stage", "create_workflow")
+REGISTRATION_HANDLERS = ("create_operation", "create_stage", "create_workflow",
+                         "delete_operation", "delete_stage", "delete_workflow", "update_workflow")
 # A new role or a fresh deployment can answer 403/5xx for a few seconds; those are retried.
 RETRY_STATUSES = {403, 429, 500, 502, 503, 504}
 ATTEMPTS = 6
 
 
 class RegistrationError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def registration_requests(definition: dict, state_machine_arn: str | None, operator_functions: dict) -> list[tuple[str, dict]]:
@@ -58,6 +61,16 @@ def registration_requests(definition: dict, state_machine_arn: str | None, opera
     return requests
 
 
+def deregistration_requests(definition: dict) -> list[str]:
+    """DELETE paths that remove an earlier registration of the same names (workflow, stages, operations:
+    dependents first). MIE refuses a POST of a name that exists (409) and implements no PUT of operations
+    or stages, so an update replaces them."""
+    paths = [f"/workflow/{definition['Name']}"]
+    paths += [f"/workflow/stage/{stage.name}?force=true" for stage in ordered_stages(definition)]
+    paths += [f"/workflow/operation/{name}?force=true" for name in definition["Operators"]]
+    return paths
+
+
 def signed_request(method: str, url: str, body: dict | None, credentials, region: str) -> urllib.request.Request:
     """A urllib request carrying SigV4 headers (Authorization, X-Amz-Date, X-Amz-Security-Token)."""
     from botocore.auth import SigV4Auth  # noqa: PLC0415  (botocore is in every Lambda runtime)
@@ -78,12 +91,12 @@ def call_api(endpoint: str, method: str, path: str, body: dict | None = None, *,
                 return json.loads(reply.read() or b"{}")
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")[:500]
-            retry, problem = exc.code in RETRY_STATUSES, f"{method} {path}: HTTP {exc.code} {text}"
+            retry, problem, code = exc.code in RETRY_STATUSES, f"{method} {path}: HTTP {exc.code} {text}", exc.code
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            retry, problem = True, f"{method} {path}: {exc}"
+            retry, problem, code = True, f"{method} {path}: {exc}", None
         pause = min(2 ** attempt, 20)
         if not retry or attempt == ATTEMPTS or (deadline is not None and time.time() + pause > deadline):
-            raise RegistrationError(problem)
+            raise RegistrationError(problem, code)
         log.warning("%s; retrying in %d s", problem, pause)
         time.sleep(pause)
     raise AssertionError("unreachable")

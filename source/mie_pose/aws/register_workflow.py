@@ -17,7 +17,8 @@ import time
 from crhelper import CfnResource
 
 from ..workflow.definition import load_definition
-from .api_client import call_api, credentials_and_region, registration_requests
+from .api_client import (RegistrationError, call_api, credentials_and_region, deregistration_requests,
+                         registration_requests)
 
 helper = CfnResource(json_logging=False, log_level="INFO", boto_level="CRITICAL", sleep_on_delete=0)
 
@@ -30,10 +31,22 @@ def register(event, context):
     definition = load_definition()
     credentials, region = credentials_and_region(endpoint)
     deadline = time.time() + max(context.get_remaining_time_in_millis() / 1000 - 10, 0) if context else None
+    for path in deregistration_requests(definition):
+        try:
+            call_api(endpoint, "DELETE", path, credentials=credentials, region=region, deadline=deadline)
+        except RegistrationError as exc:
+            if exc.status != 404:
+                raise
     registered = []
     for path, body in registration_requests(definition, properties["StateMachineArn"],
                                             dict(properties.get("OperatorFunctions") or {})):
-        call_api(endpoint, "POST", path, body, credentials=credentials, region=region, deadline=deadline)
+        try:
+            call_api(endpoint, "POST", path, body, credentials=credentials, region=region, deadline=deadline)
+        except RegistrationError as exc:
+            # A stack's API registers its built-in workflow itself: replace it (MIE's PUT /workflow).
+            if exc.status != 409 or path != "/workflow":
+                raise
+            call_api(endpoint, "PUT", path, body, credentials=credentials, region=region, deadline=deadline)
         registered.append(f"{path.rsplit('/', 1)[-1]}:{body['Name']}")
     helper.Data.update({"WorkflowName": definition["Name"], "Registered": ",".join(registered)})
     return f"mie-pose-workflow-{definition['Name']}"
