@@ -7,14 +7,16 @@ Figures (each printed with its target, met or the gap):
 - per-person pose cost as a ratio to MediaPipe's own pipeline, in the same run (MediaPipe runs in its own
   venv, made by ``bench_blazepose.py``);
 - peak RSS of the analysis of a short and of a long clip, each in its own subprocess;
-- ms per sampled frame per stage (JPEG decode, person detector, pose, appearance, tracking + smoothing).
+- ms per sampled frame per stage (JPEG decode, person detector, pose, appearance, tracking + smoothing);
+- the speed peer: our top-down backend's ms per frame as a ratio of Ultralytics YOLO11n-pose on ONNX Runtime,
+  on the same frames in the same run (``bench_peer.py``; the peer runs in its own venv, AGPL: never ours).
 
 The clip is real footage: ``vtest.avi`` (pedestrians, 10 fps) scaled to 1280x720, brought to 30 fps by
 ffmpeg's ``framerate`` filter (sampled frames at 2 fps fall on original frames), H.264 (x264 veryfast,
 default GOP), looped to length; cached in ~/.cache/mie-pose-bench. Writes ``bench.json`` and
 ``bench.png`` under ``bench/results/`` (or ``--out``).
 
-    bench/run [--quick] [--out DIR] [--mp-python PYTHON]
+    bench/run [--quick] [--out DIR] [--mp-python PYTHON] [--peer-python PYTHON]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ TARGETS = {
     "e2e_ms_per_frame": ("<=", 125.0, "ms per sampled frame, all-in"),
     "per_person_ratio": ("<=", 0.7, "x MediaPipe per person"),
     "rss_ratio": ("<", 1.2, "x peak RSS long / short"),
+    "peer_ratio": ("<=", 0.7, "x YOLO11n-pose ms per frame"),
 }
 
 
@@ -261,6 +264,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="60 s and 20 s clips instead of 10 min and 1 min")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--mp-python", type=Path, help="a python that has mediapipe==0.10.14")
+    parser.add_argument("--peer-python", type=Path, help="a python that has ultralytics, onnx and onnxruntime")
     args = parser.parse_args(argv)
     long_s, short_s = (60, 20) if args.quick else (600, 60)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -298,6 +302,17 @@ def main(argv=None) -> int:
     say(f"per person in the top-down pipeline (region + landmarks, crowd frames): {stages['pose_ms_per_person']:.1f} ms"
         f" = {topdown_ratio:.2f}x MediaPipe -- {verdict('per_person_ratio', topdown_ratio)}")
 
+    sys.path.insert(0, str(BENCH_DIR))
+    import bench_peer
+
+    peer = bench_peer.compare(bench_peer.clip_frames(6 if args.quick else 12, long_clip), args.peer_python)
+    figures["peer"] = peer
+    figures["peer_ratio"] = peer["peer_ratio"]
+    say(f"speed peer on {peer['frames']} frames ({peer['ours_persons_per_frame']:.1f} persons per frame), "
+        f"{peer['threads']} threads each, best of {peer['rounds']} alternating rounds: our top-down "
+        f"{peer['ours_ms_per_frame']:.1f} ms vs YOLO11n-pose (ONNX Runtime) {peer['peer_ms_per_frame']:.1f} ms per "
+        f"frame: {peer['peer_ratio']:.2f}x -- {verdict('peer_ratio', peer['peer_ratio'])}")
+
     short = run_analysis(short_clip)
     long = run_analysis(long_clip)
     figures["analysis_short"], figures["analysis_long"] = short, long
@@ -309,6 +324,9 @@ def main(argv=None) -> int:
         f"{figures['e2e_ratio']:.3f}x duration -- {verdict('e2e_ratio', figures['e2e_ratio'])}")
     say(f"  = {figures['e2e_ms_per_frame']:.0f} ms per sampled frame -- "
         f"{verdict('e2e_ms_per_frame', figures['e2e_ms_per_frame'])}")
+    figures["e2e_peer_ratio"] = figures["e2e_ms_per_frame"] / peer["peer_ms_per_frame"]
+    say(f"  all-in (extraction, pose, tracking, storage) = {figures['e2e_peer_ratio']:.2f}x YOLO11n-pose's network "
+        f"time per frame")
     say(f"peak RSS: {short_s} s clip {short['peak_rss_mb']:.0f} MB, {long_s} s clip {long['peak_rss_mb']:.0f} MB: "
         f"{figures['rss_ratio']:.2f}x -- {verdict('rss_ratio', figures['rss_ratio'])}")
     figures["machine"]["load_avg_end"] = os.getloadavg()
