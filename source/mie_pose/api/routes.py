@@ -28,6 +28,10 @@ class Route:
     def name(self) -> str:
         return self.handler.__name__
 
+    def __iter__(self):
+        """``method, path, name, description = route``: the table's row as it was before routes were objects."""
+        return iter((self.method, self.path, self.name, self.description))
+
 
 ROUTES: list[Route] = []
 _PARAM = re.compile(r"\{(\w+)\}")
