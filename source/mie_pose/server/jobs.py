@@ -63,7 +63,7 @@ class WorkflowQueue:
     def _run(self, engine: WorkflowEngine, asset_id: str, configuration: dict, execution_id: str) -> None:
         try:
             execution = engine.run(asset_id, configuration, execution_id=execution_id)
-            log.info("workflow %s on asset %s: %s", execution_id, asset_id, execution["status"])
+            log.info("workflow %s on asset %s: %s", execution_id, asset_id, execution.get("Status"))
         except Exception as exc:  # noqa: BLE001  (the worker must survive a failed run)
             log.exception("workflow %s failed", execution_id)
             self.dataplane.update_execution(execution_id, status="Error", message=str(exc) or type(exc).__name__)
