@@ -1,4 +1,5 @@
-"""SqliteDataplane: assets, executions, and operator documents stored in pages and read back by cursor."""
+"""The dataplanes (SQLite locally, DynamoDB on moto): assets, MIE's execution records, operator results
+stored in pages (whole documents and MIE's paginated writes) and read back by cursor."""
 
 from __future__ import annotations
 
@@ -13,8 +14,24 @@ from mie_pose.dataplane.cursor import decode_cursor, encode_cursor
 from mie_pose.storage import MediaLocation
 
 
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def dataplane(request, tmp_path):
+    if request.param == "sqlite":
+        yield SqliteDataplane(tmp_path / "home")
+        return
+    moto = pytest.importorskip("moto")
+    boto3 = pytest.importorskip("boto3")
+    from dynamo_tables import dynamo_dataplane
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            patch.setenv(name, "testing")
+        with moto.mock_aws():
+            yield dynamo_dataplane(boto3, inline_limit=2000)  # small: big pages go to S3
+
+
 @pytest.fixture()
-def dataplane(tmp_path):
+def sqlite_dataplane(tmp_path):
     return SqliteDataplane(tmp_path / "home")
 
 
@@ -109,7 +126,7 @@ def test_executions_are_records_in_mies_shape(dataplane, asset_id):
 def test_operator_results_are_written_as_mie_does(dataplane, asset_id):
     """store_asset_metadata: one call for a whole result, or pages that appear only with the last one."""
     answer = dataplane.store_asset_metadata(asset_id, "Labels", "wf-1", {"Labels": ["person"]})
-    assert answer == {"Status": "Success", "Bucket": "dataplane",
+    assert answer == {"Status": "Success", "Bucket": getattr(dataplane, "bucket", "dataplane"),
                       "Key": f"private/assets/{asset_id}/workflows/wf-1/Labels.json"}
     assert dataplane.get_metadata_page(asset_id, "Labels") == {"asset_id": asset_id, "operator": "Labels",
                                                                "results": {"Labels": ["person"]}}
@@ -142,7 +159,8 @@ def test_operator_results_are_written_as_mie_does(dataplane, asset_id):
     assert dataplane.operators_with_metadata(asset_id) == ["Pages", "PoseDetection"]
 
 
-def test_delete_asset_removes_media_results_and_executions(dataplane, vtest_mp4):
+def test_delete_asset_removes_media_results_and_executions(sqlite_dataplane, vtest_mp4):
+    dataplane = sqlite_dataplane
     asset_id = dataplane.import_video(vtest_mp4)
     other = dataplane.import_video(vtest_mp4)
     dataplane.storage.write_bytes(MediaLocation("dataplane", f"private/{asset_id}/workflows/w/frames/000000.jpg"), b"x")
@@ -193,8 +211,32 @@ def test_a_data_dir_from_before_the_mie_shapes_is_migrated(tmp_path):
     assert record["Workflow"]["Stages"]["S1"]["Outputs"] == [{"Name": "Op", "Status": "Error"}]
 
 
-def test_imported_video_is_copied_into_media_store(dataplane, vtest_mp4):
+def test_imported_video_is_copied_into_media_store(sqlite_dataplane, vtest_mp4):
+    dataplane = sqlite_dataplane
     asset_id = dataplane.import_video(vtest_mp4)
     media = dataplane.get_asset(asset_id)["media"]["Video"]
     stored = dataplane.storage.path_for(MediaLocation.from_event(media))
     assert stored.read_bytes() == vtest_mp4.read_bytes()
+
+
+def test_delete_asset_on_dynamodb_removes_items_and_objects(dataplane):
+    if not hasattr(dataplane, "s3"):
+        pytest.skip("the SQLite dataplane's delete is tested with real media above")
+    s3 = dataplane.s3
+    s3.put_object(Bucket="dp-bucket", Key="uploads/v.mp4", Body=b"video")
+    s3.put_object(Bucket="dp-bucket", Key="uploads/proxy/browser.mp4", Body=b"proxy")
+    s3.put_object(Bucket="dp-bucket", Key="uploads/other.mp4", Body=b"another asset")
+    asset_id = dataplane.create_asset({"Video": {"S3Bucket": "dp-bucket", "S3Key": "uploads/v.mp4"}}, "v.mp4")
+    s3.put_object(Bucket="dp-bucket", Key=f"private/{asset_id}/workflows/w/frames/000000.jpg", Body=b"jpg")
+    dataplane.store_metadata(asset_id, "PoseDetection", make_document(asset_id, 40), page_frames=20)  # pages in S3
+    dataplane.store_asset_metadata(asset_id, "Pages", "wf", {"n": 0}, paginate=True)  # an unfinished session
+    dataplane.create_execution(asset_id, "PoseWorkflow", ["A"])
+    summary = dataplane.delete_asset(asset_id)
+    assert summary["Operators"] == ["PoseDetection"] and summary["Media"] == 3
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dp-bucket").get("Contents", [])]
+    assert keys == ["uploads/other.mp4"]
+    assert dataplane.client.query(TableName="metadata", KeyConditionExpression="asset_id = :a",
+                                  ExpressionAttributeValues={":a": {"S": asset_id}})["Items"] == []
+    assert dataplane.list_executions(asset_id) == []
+    with pytest.raises(UnknownAsset):
+        dataplane.get_asset(asset_id)

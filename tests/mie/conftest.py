@@ -20,10 +20,10 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from dynamo_tables import REGION, create_dataplane_tables
 from mie_pose.dataplane import SqliteDataplane
 from mie_pose.storage import MediaLocation
 
-REGION = "us-east-1"
 AWS_BASE = "https://api.mie-pose.test"
 ACTIVE = ("Queued", "Started", "Waiting", "Resumed")
 
@@ -114,28 +114,7 @@ def local_api(tmp_path_factory, vtest_mp4):
 
 
 def _create_stack(boto3):
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(TableName="assets", KeySchema=[{"AttributeName": "asset_id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
-    ddb.create_table(TableName="executions", KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "execution_id", "AttributeType": "S"},
-                                           {"AttributeName": "asset_id", "AttributeType": "S"},
-                                           {"AttributeName": "created", "AttributeType": "N"}],
-                     GlobalSecondaryIndexes=[{"IndexName": "asset_id-created", "Projection": {"ProjectionType": "ALL"},
-                                              "KeySchema": [{"AttributeName": "asset_id", "KeyType": "HASH"},
-                                                            {"AttributeName": "created", "KeyType": "RANGE"}]}],
-                     BillingMode="PAY_PER_REQUEST")
-    ddb.create_table(TableName="metadata", KeySchema=[{"AttributeName": "asset_id", "KeyType": "HASH"},
-                                                      {"AttributeName": "item", "KeyType": "RANGE"}],
-                     AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"},
-                                           {"AttributeName": "item", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
-    ddb.create_table(TableName="workflows", KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
-    s3 = boto3.client("s3", region_name=REGION)
-    for bucket in ("dp-bucket", "upload-bucket"):
-        s3.create_bucket(Bucket=bucket)
+    _, s3 = create_dataplane_tables(boto3, buckets=("dp-bucket", "upload-bucket"))
     sfn = boto3.client("stepfunctions", region_name=REGION)
     machine = sfn.create_state_machine(
         name="PoseWorkflow", roleArn="arn:aws:iam::123456789012:role/sfn",
