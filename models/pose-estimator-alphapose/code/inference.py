@@ -119,8 +119,10 @@ def estimate(model, images: list, batch_size: int = 8) -> dict:
     for index, item in enumerate(images):
         for person in item["persons"]:
             crop, crop_box = crop_person(item["rgb"], person["bbox_px"])
-            if crop is None:
-                continue  # GluonCV skips boxes that leave no pixels after growing
+            if crop is None:  # no pixels left after clipping: GluonCV feeds zeros and decodes on (0, 0, 0, 0)
+                crops.append(np.zeros((3,) + INPUT_SIZE, dtype=np.float32))
+                jobs.append((index, person, (0, 0, 0, 0)))
+                continue
             crops.append(to_input(crop))
             jobs.append((index, person, crop_box))
 
