@@ -11,7 +11,7 @@ import pytest
 from mie_pose.operators.contract import LocalContext, OperatorRuntime
 from mie_pose.storage import MediaLocation
 
-from .conftest import pose_container_answer, run_local_pose_detection, walking_answer
+from .conftest import REGION, pose_container_answer, run_local_pose_detection, walking_answer
 
 PAGE_FRAMES = 5
 CONFIGURATION = {"FrameExtraction": {"FPS": 2, "MaxWidth": 384, "RangeSeconds": 2},
@@ -40,14 +40,14 @@ def upload_and_trigger(stack, video, key: str) -> dict:
     return started[0]
 
 
-def steps_called(stack, module: str) -> dict:
+def steps_called(stack, module: str, monitored: bool = True) -> dict:
     """How often each step of an operator's Lambda ran (start and monitor get MIE's operator event)."""
     counts: dict = {}
     for handler, event in stack.lambda_calls:
         if handler == f"mie_pose.aws.{module}.handler":
             step = event.get("Step") or ("monitor" if event.get("Status") == "Executing" else "start")
             counts[step] = counts.get(step, 0) + 1
-    assert counts.pop("monitor", 0) >= 1
+    assert (counts.pop("monitor", 0) >= 1) is monitored
     return counts
 
 
@@ -212,7 +212,10 @@ def test_upload_trigger_decodes_keys_and_starts_the_workflow(moto_stack, vtest_5
     assert status == 200
     assert asset["media"]["Video"] == {"S3Bucket": stack.upload_bucket, "S3Key": "incoming/my clip+1.mp4"}
     assert asset["source_name"] == "my clip+1.mp4"
-    assert asset["executions"][0]["status"] == "Complete"
+    assert asset["executions"][0]["Status"] == "Complete"
+    # Defaults (no Configuration given): every chunk of the 10 frames in one page of 100.
+    (output,) = asset["executions"][0]["Workflow"]["Stages"]["PoseDetectionStage"]["Outputs"]
+    assert output["MetaData"]["Pages"] == 1 and output["Configuration"]["PageFrames"] == 100
 
 
 def test_frame_extraction_error_fails_the_execution_and_leaves_no_frames(moto_stack, tmp_path):
@@ -223,25 +226,28 @@ def test_frame_extraction_error_fails_the_execution_and_leaves_no_frames(moto_st
     described = stack.wait(started["WorkflowExecutionId"])
     assert described["status"] == "FAILED"
     status, execution = api("GET", f"/workflow/execution/{started['WorkflowExecutionId']}")
-    assert execution["status"] == "Error"
-    assert execution["stages"]["FrameExtractionStage"]["Status"] == "Error"
-    assert execution["stages"]["PoseDetectionStage"]["Status"] == "Waiting"
-    assert "not a readable video" in execution["message"] or "no decodable" in execution["message"]
+    assert execution["Status"] == "Error"
+    stages = execution["Workflow"]["Stages"]
+    assert stages["FrameExtractionStage"]["Status"] == "Error"
+    assert stages["PoseDetectionStage"]["Status"] == "Not Started"
+    assert "not a readable video" in execution["Message"] or "no decodable" in execution["Message"]
+    # MIE's failed operator output: Status Error, the message under MetaData.FrameExtractionError.
+    (output,) = stages["FrameExtractionStage"]["Outputs"]
+    assert output["Status"] == "Error" and output["MetaData"]["FrameExtractionError"] in execution["Message"]
+    # The start failed in its plan: no frame, no fan-out.
     listed = stack.s3.list_objects_v2(Bucket=stack.upload_bucket, Prefix=f"private/{started['AssetId']}/")
-    assert listed.get("KeyCount", 0) == 0
+    assert [o["Key"] for o in listed.get("Contents", []) if not o["Key"].endswith("/cancelled/FrameExtraction")] == []
+    assert steps_called(stack, "frame_extraction", monitored=False) == {"start": 1}
 
 
 def test_api_routes_match_the_local_table(moto_stack):
     status, body = api("GET", "/asset")
-    assert status == 200 and body == {"assets": []}
+    assert status == 200 and body["assets"] == []
     assert api("GET", "/nope")[0] == 404
     assert api("DELETE", "/asset")[0] == 405
-    status, body = api("POST", "/asset", body={"Media": {"Video": {"S3Bucket": moto_stack.upload_bucket,
-                                                                   "S3Key": "missing.mp4"}}})
-    assert status == 400 and "no video" in body["error"]
     assert api("GET", "/metadata/unknown-asset/PoseDetection")[0] == 404
-    status, body = api("POST", "/workflow/execution", body={"Input": {"AssetId": "nope"}})
-    assert status == 404
+    status, body = api("POST", "/workflow/execution", body={"Name": "PoseWorkflow", "Input": {"AssetId": "nope"}})
+    assert status == 404 and set(body) == {"Code", "Message"}
 
 
 @pytest.mark.parametrize("bad", [{"PoseDetection": {"Backend": "topdown"}}])
@@ -249,11 +255,44 @@ def test_pose_backend_other_than_the_endpoint_is_refused(moto_stack, vtest_5s_mp
     stack = moto_stack
     stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, "x.mp4")
     status, started = api("POST", "/workflow/execution", body={
-        "Input": {"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "x.mp4"}}}, "Configuration": bad})
-    assert status == 200
+        "Name": "PoseWorkflow", "Input": {"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "x.mp4"}}},
+        "Configuration": bad})
+    assert status == 200, started
     assert stack.wait(started["Id"])["status"] == "FAILED"
     _, execution = api("GET", f"/workflow/execution/{started['Id']}")
-    assert "not deployed on AWS" in execution["message"]
+    assert "not deployed on AWS" in execution["Message"]
+    # Refused in PoseDetection's start, before any chunk was sent: no fan-out ran.
+    assert steps_called(stack, "pose_detection", monitored=False) == {"start": 1}
+
+
+def test_bad_configuration_is_refused_before_anything_runs(moto_stack, vtest_5s_mp4):
+    stack = moto_stack
+    stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, "y.mp4")
+    for bad, word in (({"PoseDetection": {"PageFrames": 0}}, "PageFrames"),
+                      ({"FrameExtractionStage": {"FrameExtraction": {"Fps": 2}}}, "Fps")):
+        status, body = api("POST", "/workflow/execution", body={
+            "Name": "PoseWorkflow", "Input": {"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "y.mp4"}}},
+            "Configuration": bad})
+        assert status == 400 and word in body["Message"], body
+    assert stack.lambda_calls == []
+
+
+def test_disabled_operator_is_skipped(moto_stack, vtest_5s_mp4):
+    """MIE's Enabled: false: PoseDetection answers Skipped, the stage completes, nothing is stored."""
+    stack = moto_stack
+    stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, "z.mp4")
+    status, started = api("POST", "/workflow/execution", body={
+        "Name": "PoseWorkflow", "Input": {"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "z.mp4"}}},
+        "Configuration": {"PoseDetectionStage": {"PoseDetection": {"Enabled": False}}}})
+    assert status == 200, started
+    assert stack.wait(started["Id"])["status"] == "SUCCEEDED"
+    _, execution = api("GET", f"/workflow/execution/{started['Id']}")
+    assert execution["Status"] == "Complete"
+    (output,) = execution["Workflow"]["Stages"]["PoseDetectionStage"]["Outputs"]
+    assert output["Status"] == "Skipped"
+    assert steps_called(stack, "pose_detection", monitored=False) == {"start": 1}
+    _, asset = api("GET", f"/asset/{started['AssetId']}")
+    assert asset["operators"] == []
 
 
 def test_media_url_is_a_short_presigned_url_of_the_proxy_or_the_original(moto_stack, vtest_5s_mp4):
@@ -263,7 +302,8 @@ def test_media_url_is_a_short_presigned_url_of_the_proxy_or_the_original(moto_st
     stack = moto_stack
     key = "uploads/street scene+1.mp4"
     stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, key)
-    status, created = api("POST", "/asset", body={"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": key}}})
+    status, created = api("POST", "/create", body={"Input": {"MediaType": "Video", "S3Bucket": stack.upload_bucket,
+                                                             "S3Key": key}})
     assert status == 200, created
 
     status, body = api("GET", f"/media-url/{created['AssetId']}")
@@ -284,28 +324,42 @@ def test_media_url_is_a_short_presigned_url_of_the_proxy_or_the_original(moto_st
     assert api("GET", "/media-url/unknown-asset")[0] == 404
 
 
-def test_workflow_registry_through_the_api_lambda(moto_stack, vtest_5s_mp4):
-    from mie_pose.aws.api_client import registration_requests
-    from mie_pose.workflow import load_definition
+def test_workflow_registry_through_the_api_lambda(moto_stack, vtest_5s_mp4, monkeypatch):
+    """The custom resource's own registration code, its requests answered by the API Lambda."""
+    from mie_pose.aws import api_client, register_workflow
 
     stack = moto_stack
     functions = {"FrameExtraction": stack.function_arns["FrameExtractionFunctionArn"],
                  "PoseDetection": stack.function_arns["PoseDetectionFunctionArn"]}
     elsewhere = stack.state_machine_arn.replace(":pose-workflow", ":elsewhere")
-    for path, body in registration_requests(load_definition(), elsewhere, functions):
-        status, answer = api("POST", path, body=body)
-        assert status == 200, answer
-    status, workflow = api("GET", "/workflow/PoseWorkflow")
-    assert status == 200 and workflow["StateMachineArn"] == elsewhere
-    assert workflow["Operators"]["PoseDetection"]["Handler"] == functions["PoseDetection"]
-    assert [o["Name"] for o in api("GET", "/workflow/operation")[1]["operations"]] == ["FrameExtraction", "PoseDetection"]
-    item = stack.ddb.get_item(TableName=stack.tables["WorkflowTable"], Key={"name": {"S": "stage:PoseDetectionStage"}})
-    assert json.loads(item["Item"]["body"]["S"])["Operations"] == ["PoseDetection"]
+    sent = []
 
-    # Executions of a registered workflow go to the state machine its record names (here: none such).
-    stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, "r.mp4")
-    status, created = api("POST", "/asset", body={"Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "r.mp4"}}})
-    status, _ = api("POST", "/workflow/execution", body={"Name": "PoseWorkflow", "Input": {"AssetId": created["AssetId"]}})
-    assert status == 500
-    _, executions = api("GET", f"/workflow/execution/asset/{created['AssetId']}")
-    assert executions["executions"][0]["status"] == "Error" and "elsewhere" in executions["executions"][0]["message"]
+    def call_api(endpoint, method, path, body=None, **_):
+        route, _, query = path.partition("?")
+        status, answer = api(method, route, query={"force": "true"} if query else None, body=body)
+        sent.append((method, route, status))
+        if status != 200:
+            raise api_client.RegistrationError(f"{method} {path}: HTTP {status} {answer}", status)
+        return answer
+
+    monkeypatch.setattr(register_workflow, "call_api", call_api)
+    monkeypatch.setattr(register_workflow, "credentials_and_region", lambda endpoint: (None, REGION))
+    physical = register_workflow.register({"ResourceProperties": {
+        "ApiEndpoint": "https://api.example", "StateMachineArn": elsewhere, "OperatorFunctions": functions}}, None)
+    assert physical == "mie-pose-workflow-PoseWorkflow"
+    # Earlier registrations (the API seeds its built-in workflow) deleted first, then MIE's POSTs; the
+    # workflow, re-seeded by the API Lambda between two requests, is replaced with PUT.
+    assert [s for s in sent if s[0] == "POST"][:4] == [("POST", "/workflow/operation", 200)] * 2 + [
+        ("POST", "/workflow/stage", 200)] * 2
+    assert sent[-1] in (("POST", "/workflow", 200), ("PUT", "/workflow", 200))
+    assert {s[0] for s in sent} <= {"DELETE", "POST", "PUT"}
+    status, workflow = api("GET", "/workflow/PoseWorkflow")
+    assert status == 200 and workflow["StartAt"] == "FrameExtractionStage"
+    status, operation = api("GET", "/workflow/operation/PoseDetection")
+    assert operation["Type"] == "Async" and operation["StartLambdaArn"] == functions["PoseDetection"]
+    assert operation["MonitorLambdaArn"] == functions["PoseDetection"]
+    assert operation["Configuration"]["Backend"] == "sagemaker" and operation["Configuration"]["PageFrames"] == 100
+    assert sorted(o["Name"] for o in api("GET", "/workflow/operation")[1] if not o["Name"].startswith("_")) == [
+        "FrameExtraction", "PoseDetection"]
+    status, stage = api("GET", "/workflow/stage/PoseDetectionStage")
+    assert stage["Operations"] == ["PoseDetection"]
