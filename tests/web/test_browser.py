@@ -905,3 +905,109 @@ def test_results_are_drawn_as_their_pages_arrive(page, synthetic):
     page.wait_for_selector("[data-complete=true]")
     assert page.locator("table.people tbody tr").count() == 20
     assert page.locator(".loading-note").inner_text() == ""
+
+
+# --- #10 items 10, 11: accessibility and phones ---------------------------------------------------------------
+TEXT_COLOURS_JS = """
+() => {
+  const parse = (c) => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const [r, g, b, a = 1] = m[1].split(/[ ,/]+/).filter(Boolean).map(Number); return [r, g, b, a]; };
+  const background = (node) => {
+    for (let n = node; n; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor);
+      if (c && c[3] > 0.5) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const node of document.querySelectorAll('body *')) {
+    if (!node.checkVisibility || !node.checkVisibility()) continue;
+    if (node.closest('[disabled], video, canvas, option')) continue;
+    const text = [...node.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent.trim()).join('');
+    if (!text) continue;
+    const style = getComputedStyle(node);
+    out.push({ text: text.slice(0, 40), tag: node.tagName, cls: node.className, fg: parse(style.color).slice(0, 3),
+               bg: background(node), size: parseFloat(style.fontSize), weight: Number(style.fontWeight) || 400 });
+  }
+  return out;
+}
+"""
+
+
+def contrast(fg, bg) -> float:
+    def luminance(rgb):
+        channels = [c / 255 for c in rgb]
+        channels = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+
+    high, low = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_accessibility_names_heading_and_wcag_aa_contrast(page, synthetic, artifacts):
+    server = synthetic["server"]
+    checked = 0
+    for url in (f"{server.url}/#/asset/{synthetic['ids']['crowd']}/pose",
+                f"{server.url}/#/asset/{synthetic['ids']['running']}/overview",
+                f"{server.url}/#/asset/0123456789abcdef0123456789abcdef"):
+        page.goto(url)
+        page.wait_for_selector("#asset-list li[data-asset-id]")
+        if "pose" in url:
+            wait_for_pose(page)
+            page.wait_for_selector("[data-complete=true]")
+            page.locator("tr[data-track-id='2'] button.follow").click()  # a pressed toggle too
+        elif "overview" in url:
+            page.wait_for_selector("#analyse")
+        else:
+            page.wait_for_selector("#error-bar:not([hidden])")
+        assert page.locator("h1").count() == 1
+        unnamed = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button, [role=slider]')]
+          .filter((e) => e.checkVisibility() || e.type === 'file')
+          .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+          .map((e) => e.outerHTML.slice(0, 80))""")
+        assert not unnamed, unnamed
+        failures = []
+        for item in page.evaluate(TEXT_COLOURS_JS):
+            ratio = contrast(item["fg"], item["bg"])
+            large = item["size"] >= 24 or (item["size"] >= 18.66 and item["weight"] >= 700)
+            if ratio < (3.0 if large else 4.5):
+                failures.append((round(ratio, 2), item))
+            checked += 1
+        assert not failures, failures
+    assert checked > 100
+    page.screenshot(path=str(artifacts / "a11y-error-state.png"))
+    # The timeline is a keyboard slider with a name and a value.
+    page.goto(f"{server.url}/#/asset/{synthetic['ids']['crowd']}/pose")
+    wait_for_pose(page)
+    slider = page.get_by_role("slider", name="timeline: people per sampled frame; arrows step between samples")
+    slider.focus()
+    page.keyboard.press("End")
+    assert slider.get_attribute("aria-valuenow") == slider.get_attribute("aria-valuemax")
+
+
+def test_phone_shows_the_video_first_without_bars(browser, synthetic, artifacts):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True, bypass_csp=True)
+    page = context.new_page()
+    try:
+        server = synthetic["server"]
+        page.goto(f"{server.url}/#/asset/{synthetic['ids']['jump']}/pose")
+        wait_for_pose(page)
+        seek(page, 0.5)
+        layout = page.evaluate("""() => {
+          const v = document.querySelector('video.pose-video').getBoundingClientRect();
+          const c = document.querySelector('canvas.pose-overlay');
+          const [x, y, w, h] = c.dataset.rect.split(',').map(Number);
+          return { videoTop: v.top, videoWidth: v.width, videoHeight: v.height, picture: [x, y, w, h],
+                   sidebarTop: document.querySelector('.sidebar').getBoundingClientRect().top,
+                   scrollWidth: document.documentElement.scrollWidth };
+        }""")
+        page.screenshot(path=str(artifacts / "phone-pose.png"))
+        assert layout["scrollWidth"] <= 390
+        assert layout["videoTop"] < 200 and layout["videoTop"] < layout["sidebarTop"], layout
+        x, y, w, h = layout["picture"]
+        assert layout["videoWidth"] >= 360 and abs(w - layout["videoWidth"]) <= 1 and x <= 1 and y <= 1, layout
+        assert layout["videoHeight"] - h <= 74, layout  # only the band for the controls, no bars around
+        assert abs(w / h - 16 / 9) < 0.02
+    finally:
+        context.close()
