@@ -28,7 +28,7 @@ def analysed(tmp_path_factory, vtest_mp4):
     asset_id = dataplane.import_video(vtest_mp4)
     execution = WorkflowEngine(dataplane, dataplane.storage).run(
         asset_id, {"FrameExtraction": {"FPS": 2, "MaxFrames": 6}, "PoseDetection": {"PageFrames": 4}})
-    assert execution["status"] == "Complete", execution["message"]
+    assert execution["Status"] == "Complete", execution.get("Message")
     return home, asset_id, dataplane.read_document(asset_id, schema.OPERATOR_NAME)
 
 
