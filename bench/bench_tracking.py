@@ -5,6 +5,9 @@ Each sequence file says its video, its sampling (fps, first sampled frame, frame
 tuned on: the figures that count). The frames go through what PoseDetection runs: JPEG at FrameExtraction's
 quality, the default backend with appearance descriptors (``detect_with_appearance``), then a fresh
 ``TemporalProcessor`` per sequence through ``tracking.track_frame``, smoothing off (it does not change ids).
+Each sequence is also scored at a half and a third of its labelled rate (every 2nd / 3rd labelled frame: 1 and
+0.67 fps for the 2 fps sequences), since PoseDetection runs at whatever FPS a workflow asks for and a person
+moves further between sparser frames.
 
     .venv/bin/python bench/bench_tracking.py [--out DIR] [--reuse-detections] [--render DIR]
 
@@ -61,6 +64,15 @@ def detect(video: Path, fps: float, wanted: set[int], backend_name: str = "topdo
         out[frame.index] = {"record": record, "size": [image.shape[1], image.shape[0]],
                             "appearance": [None if a is None else np.asarray(a).tolist() for a in appearance]}
     return out
+
+
+STRIDES = (1, 2, 3)
+
+
+def at_stride(sequence: dict, stride: int) -> dict:
+    """The sequence with every ``stride``-th labelled frame only (a lower sampling rate, same frames)."""
+    fps = sequence["sampling"]["fps"] / stride
+    return {**sequence, "frames": sequence["frames"][::stride], "sampling": {**sequence["sampling"], "fps": fps}}
 
 
 def track(sequence: dict, detections: dict[int, dict], **processor_options) -> list[dict]:
@@ -147,21 +159,29 @@ def main(argv=None) -> int:
     detections = sequence_detections(sequences, args.reuse_detections)
     figures: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}, "sequences": {}}
     splits: dict[str, dict] = {}
-    for s in sequences:
-        results = track(s, detections[s["source"]["path"]])
-        got = score(s, results)
-        split = s.get("split", "test")
-        figures["sequences"][s["name"]] = {"split": split, "frames": len(s["frames"]),
-                                           "identities": len(s.get("persons", {})), **got.as_dict()}
-        total = splits.setdefault(split, {"id_switches": 0, "labelled": 0, "results": 0, "idtp": 0, "matched": 0})
-        for key in total:
-            total[key] += getattr(got, key)
-        print(f"{split:7s} {s['name']:24s} {len(s['frames'])} frames, {got.labelled} labelled boxes: "
-              f"id switches {got.id_switches}, IDF1 {got.idf1:.3f}, matched {got.matched}/{got.labelled}", flush=True)
-        for frame_index, label, old, new in got.switches:
-            print(f"          switch at frame {frame_index}: {label} t{old} -> t{new}")
-        if args.render:
-            render(s, detections[s["source"]["path"]], results, args.render)
+    for full in sequences:
+        split = full.get("split", "test")
+        entry = figures["sequences"][full["name"]] = {"split": split, "identities": len(full.get("persons", {})),
+                                                      "rates": {}}
+        for stride in STRIDES:
+            s = at_stride(full, stride)
+            fps = f"{s['sampling']['fps']:.3g}"
+            results = track(s, detections[s["source"]["path"]])
+            got = score(s, results)
+            entry["rates"][fps] = {"frames": len(s["frames"]), **got.as_dict()}
+            if stride == 1:
+                entry.update(entry["rates"][fps])
+            total = splits.setdefault(f"{split} @ {fps} fps", {"id_switches": 0, "labelled": 0, "results": 0,
+                                                               "idtp": 0, "matched": 0})
+            for key in total:
+                total[key] += getattr(got, key)
+            print(f"{split:7s} {s['name']:20s} @ {fps:4s} fps: {len(s['frames'])} frames, {got.labelled} labelled "
+                  f"boxes: id switches {got.id_switches}, IDF1 {got.idf1:.3f}, matched {got.matched}/{got.labelled}",
+                  flush=True)
+            for frame_index, label, old, new in got.switches:
+                print(f"          switch at frame {frame_index}: {label} t{old} -> t{new}")
+            if args.render and stride == 1:
+                render(s, detections[s["source"]["path"]], results, args.render)
     for split, total in splits.items():
         total["idf1"] = round(2 * total["idtp"] / max(total["labelled"] + total["results"], 1), 4)
         print(f"{split}: id switches {total['id_switches']}, IDF1 {total['idf1']:.3f}")

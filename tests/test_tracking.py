@@ -15,10 +15,10 @@ from mie_pose.tracking.metrics import score_tracks
 from mie_pose.workflow import WorkflowEngine
 
 LABELS = Path(__file__).parent / "data" / "tracks" / "vtest_2fps_30.json"  # the tuning sequence
-# Measured on its 30 frames (bench/bench_tracking.py): 0 switches, IDF1 0.983. Before the appearance gate and
-# the preference for recently lost tracks: 1 switch (J came back from behind G and took G's track), IDF1 0.907.
-MAX_ID_SWITCHES = 1
-MIN_IDF1 = 0.95
+# fps -> (most id switches, least IDF1). Measured (bench/bench_tracking.py) at 2 fps: 0 switches, IDF1 0.983,
+# at 1 fps (every second labelled frame): 0, 0.972. Before the appearance gate, the match floor and the
+# preference for recently lost tracks: 2 fps 1 switch (J came back from behind G and took G's track), 0.907.
+PINNED = {2: (1, 0.95), 1: (1, 0.93)}
 
 
 def walker(x: float, y: float, height: float = 120.0) -> TrackedPerson:
@@ -86,6 +86,20 @@ def test_person_in_other_clothes_does_not_take_a_hidden_persons_track():
         assert (later.track_id == first.track_id) is same, colour
 
 
+def test_a_weak_pair_is_not_made():
+    """X walks on; Y, just hidden, was 60 px to X's right; a newcomer appears 40 px to X's left. The newcomer
+    is a weak fit for Y's track (similarity 0.47, under the match floor): it gets a new id, X keeps X's."""
+    for floor, newcomer_takes_y in ((0.5, False), (0.0, True)):
+        tracker = PoseTracker(match_floor=floor)
+        x, y = walker(100, 200), walker(160, 200)
+        tracker.update([x, y], 0)
+        tracker.update([walker(100, 200)], 500)
+        x_again, newcomer = walker(110, 200), walker(60, 200)
+        tracker.update([x_again, newcomer], 1000)
+        assert x_again.track_id == x.track_id
+        assert (newcomer.track_id == y.track_id) is newcomer_takes_y, floor
+
+
 def test_new_person_gets_a_new_id_and_ids_are_never_reused():
     tracker = PoseTracker(lost_timeout_ms=1000)
     a = walker(100, 100)
@@ -98,22 +112,26 @@ def test_new_person_gets_a_new_id_and_ids_are_never_reused():
     assert d.track_id == 3
 
 
-def test_labelled_vtest_sequence(tmp_path, vtest_avi):
-    """The workflow on vtest.avi at 2 fps, 30 frames: identity switches against the hand labels."""
+@pytest.mark.parametrize("fps", sorted(PINNED, reverse=True))
+def test_labelled_vtest_sequence(tmp_path, vtest_avi, fps):
+    """The workflow on the tuning sequence (vtest.avi, 15 s) at 2 and 1 fps: id switches and IDF1 against the
+    hand labels (at 1 fps the sampler takes every second labelled frame)."""
     labels = json.loads(LABELS.read_text())
+    stride = round(labels["sampling"]["fps"] / fps)
+    frames = labels["frames"][::stride]
     dataplane = SqliteDataplane(tmp_path / "home")
     asset_id = dataplane.import_video(vtest_avi)
     execution = WorkflowEngine(dataplane, dataplane.storage).run(
-        asset_id, {"FrameExtraction": {"FPS": labels["sampling"]["fps"], "MaxFrames": labels["sampling"]["frames"]},
-                   "PoseDetection": {"Smoothing": False}})
+        asset_id, {"FrameExtraction": {"FPS": fps, "MaxFrames": len(frames)}, "PoseDetection": {"Smoothing": False}})
     assert _status(execution) == "Complete", execution
     document = dataplane.read_document(asset_id, "PoseDetection")
-    assert [f["timestamp_ms"] for f in document["frames"]] == [f["timestamp_ms"] for f in labels["frames"]]
+    assert [f["timestamp_ms"] for f in document["frames"]] == [f["timestamp_ms"] for f in frames]
     assert all(p["track_id"] is not None for f in document["frames"] for p in f["persons"])
-    score = score_tracks(labels["frames"], document["frames"], *labels["size"])
+    score = score_tracks(frames, document["frames"], *labels["size"])
+    max_switches, min_idf1 = PINNED[fps]
     assert score.matched >= 0.9 * score.labelled, (score.matched, score.labelled)
-    assert score.id_switches <= MAX_ID_SWITCHES, score.switches
-    assert score.idf1 >= MIN_IDF1, score.as_dict()
+    assert score.id_switches <= max_switches, score.switches
+    assert score.idf1 >= min_idf1, score.as_dict()
 
 
 def _status(execution: dict) -> str:

@@ -9,7 +9,8 @@ the clothes (``appearance``), so two people walking side by side are still told 
 similarity is under ``min_similarity`` is never matched, however alike the colours, nor is a pair whose
 colours differ past ``appearance_gate``, however close (a person stepping out from behind someone must not
 take the track of a person still hidden); among tracks that fit a returning person about equally, the one
-lost most recently wins. Weights and gates were chosen on the tuning sequence of ``tests/data/tracks``
+lost most recently wins; and a pair must beat ``match_floor``, the worth of leaving a track unmatched for a
+frame, so that one good pair is never traded for two weak ones. Weights and gates were chosen on the tuning sequence of ``tests/data/tracks``
 (``bench/bench_tracking.py`` reports the test sequences apart). A track that finds no
 match is kept for ``lost_timeout_ms`` of video time (not a number of frames, so the behaviour is the same
 at any sampling rate) and then dropped; a detection that matches no track starts a new one.
@@ -38,6 +39,11 @@ MIN_SIMILARITY = 0.1
 # tuning sequence the same person scored 0.76 at the lowest from one sampled frame to the next; a light blue
 # jacket against a dark one scores about 0.57.
 APPEARANCE_GATE = 0.7
+# The matching maximizes the sum of (similarity - MATCH_FLOOR) over the pairs it makes: a pair below the
+# floor is never made, and a track left unmatched costs nothing, so a good pair is not split up to make two
+# weak ones (a person entering the frame must not pull a track off the person it belongs to). 0.4-0.5 were
+# best on the tuning sequence at 2, 1 and 0.67 fps alike; 0.6 splits tracks at 0.67 fps.
+MATCH_FLOOR = 0.5
 # Keypoints under this score are left out of the keypoint distance.
 KEYPOINT_MIN_SCORE = 0.3
 # Keypoint distance, in person heights, at which keypoint similarity is exp(-1/2): a floor for detection
@@ -93,12 +99,13 @@ class PoseTracker:
 
     def __init__(self, lost_timeout_ms: float = DEFAULT_LOST_TIMEOUT_MS, iou_weight: float = IOU_WEIGHT,
                  min_similarity: float = MIN_SIMILARITY, appearance_weight: float = APPEARANCE_WEIGHT,
-                 appearance_gate: float = APPEARANCE_GATE):
+                 appearance_gate: float = APPEARANCE_GATE, match_floor: float = MATCH_FLOOR):
         self.lost_timeout_ms = float(lost_timeout_ms)
         self.iou_weight = float(iou_weight)
         self.min_similarity = float(min_similarity)
         self.appearance_weight = float(appearance_weight)
         self.appearance_gate = float(appearance_gate)
+        self.match_floor = float(match_floor)
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -108,10 +115,16 @@ class PoseTracker:
         unmatched = set(range(len(persons)))
         if self.tracks and persons:
             motion, total = self.similarity(persons, timestamp_ms)
-            allowed = (motion >= self.min_similarity) & np.isfinite(total)
-            rows, cols = linear_sum_assignment(-np.where(allowed, total, -1.0))
+            allowed = (motion >= self.min_similarity) & np.isfinite(total) & (total > self.match_floor)
+            # Each track either takes a person or stays unmatched (its own extra column, worth 0); a pair is
+            # worth what its similarity exceeds the floor, so two weak pairs never outweigh one good one.
+            n_tracks = len(self.tracks)
+            gain = np.full((n_tracks, len(persons) + n_tracks), -1e6)
+            gain[:, :len(persons)] = np.where(allowed, total - self.match_floor, -1e6)
+            gain[np.arange(n_tracks), len(persons) + np.arange(n_tracks)] = 0.0
+            rows, cols = linear_sum_assignment(-gain)
             for r, c in zip(rows, cols):
-                if allowed[r, c]:
+                if c < len(persons) and allowed[r, c]:
                     self._continue(self.tracks[r], persons[c], timestamp_ms)
                     unmatched.discard(c)
         for c in sorted(unmatched):
