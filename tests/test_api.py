@@ -239,3 +239,21 @@ def test_export_route_answers_the_file_named_after_the_video(services):
     assert call(services, "GET", f"/export/{asset_id}/PoseDetection", format="gif")[0] == 400
     assert call(services, "GET", "/export/nope/PoseDetection", format="csv")[0] == 404
     assert call(services, "GET", f"/export/{asset_id}/PoseDetectionRaw", format="csv")[0] == 404
+
+
+def test_a_dead_local_run_reads_as_error_and_the_asset_runs_again(services):
+    import subprocess
+    import sys
+
+    from mie_pose.workflow.engine import worker_identity
+
+    asset_id = services.dataplane.create_asset({"Video": {"S3Bucket": "b", "S3Key": "k.mp4"}}, "k.mp4")
+    status, record = call(services, "POST", "/workflow/execution", {"Name": "PoseWorkflow", "Input": {"AssetId": asset_id}})
+    assert status == 200 and record["Status"] == "Queued"
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    services.dataplane.update_execution(record["Id"], status="Started", worker={**worker_identity(), "Pid": gone})
+    assert call(services, "POST", "/workflow/execution", {"Name": "PoseWorkflow", "Input": {"AssetId": asset_id}})[0] == 200
+    status, dead = call(services, "GET", f"/workflow/execution/{record['Id']}")
+    assert dead["Status"] == "Error" and f"worker process {gone}" in dead["Message"]
+    assert [e["Status"] for e in call(services, "GET", f"/workflow/execution/asset/{asset_id}")[1]] == ["Queued", "Error"]

@@ -4,6 +4,7 @@ stored in pages (whole documents and MIE's paginated writes) and read back by cu
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 
@@ -112,6 +113,9 @@ def test_executions_are_records_in_mies_shape(dataplane, asset_id):
     assert record["Globals"]["Media"]["Frames"] == {"S3Key": "f"} and record["Globals"]["MetaData"] == {"Op": 1}
     assert record["Workflow"]["Stages"]["B"]["Progress"] == {"FramesDone": 3, "FramesTotal": 10}
     assert record["Workflow"]["Stages"]["B"]["Input"]["Media"]["Frames"] == {"S3Key": "f"}
+    metrics = record["Workflow"]["Stages"]["B"]["Metrics"]
+    assert set(metrics) == {"StartTime"} and abs(metrics["StartTime"] - time.time()) < 60
+    assert set(record["Workflow"]["Stages"]["A"]["Metrics"]) == {"EndTime"}
     dataplane.update_execution(execution_id, status="Complete")
     assert dataplane.get_execution(execution_id)["CurrentStage"] == "End"
     assert [e["Id"] for e in dataplane.list_executions(asset_id)] == [execution_id]

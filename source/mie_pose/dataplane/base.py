@@ -106,9 +106,13 @@ def apply_execution_update(record: dict, *, status: str | None = None, stage: st
                                           "WorkflowExecutionId": record.get("Id")})
         if stage_status is not None:
             entry["Status"] = stage_status
+            metrics = entry.setdefault("Metrics", {})
             if stage_status == Status.STAGE_STARTED:
                 record["CurrentStage"] = stage
                 entry["Input"] = copy.deepcopy(record.get("Globals") or {"Media": {}, "MetaData": {}})
+                metrics["StartTime"] = time.time()  # ours: with Progress, how long a stage has left
+            elif stage_status in (Status.STAGE_COMPLETE, Status.STAGE_ERROR):
+                metrics["EndTime"] = time.time()
         if progress is not None:
             done, total = progress
             entry["Progress"] = {"FramesDone": int(done), "FramesTotal": None if total is None else int(total)}
