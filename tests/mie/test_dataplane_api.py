@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
 
 
 def error(response, status: int, code: str, message: str | None = None) -> None:
@@ -236,3 +237,21 @@ def test_mies_lambda_helper_event_reaches_the_aws_api(aws_api):
     assert pages == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert call_dataplane(f"/mediapath/{asset_id}/wf", "/mediapath/{asset_id}/{workflow_id}", "GET") == {
         "S3Bucket": "dp-bucket", "S3Key": f"private/assets/{asset_id}/workflows/wf/"}
+
+
+def test_upload_through_the_presigned_post_then_create(api):
+    """MIE's web app uploads with the presigned POST (form fields, then the file) and then creates the asset."""
+    key = f"uploads/{uuid.uuid4().hex}.mp4"
+    bucket = "upload-bucket" if api.kind == "aws" else "dataplane"
+    presigned = api.post("/upload", json={"S3Bucket": bucket, "S3Key": key}).json()
+    content = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
+    response = requests.post(presigned["url"], data=presigned["fields"], files={"file": ("clip.mp4", content)},
+                             timeout=60)
+    assert response.status_code in (200, 201, 204), response.text
+    created = api.post("/create", json={"Input": {"MediaType": "Video", "S3Bucket": bucket, "S3Key": key}}).json()
+    url = api.post("/download", json={"S3Bucket": bucket, "S3Key": key}).json()
+    assert created["S3Key"] == key and isinstance(url, str)
+    if api.kind == "aws":
+        assert api.extra["s3"].get_object(Bucket=bucket, Key=key)["Body"].read() == content
+    else:
+        assert api.session.get(url, timeout=60).content == content
