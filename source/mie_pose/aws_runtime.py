@@ -7,6 +7,8 @@ Configuration lives here and nowhere else. The Lambda functions of ``deployment/
 - ``WORKFLOW_TABLE``: the registry of operators, stages and workflows (API only).
 - ``STATE_MACHINE_ARN``: the workflow's Step Functions state machine (API and upload trigger only).
 - ``ENDPOINT_NAME``: the SageMaker inference pipeline (pose step only).
+- ``FANOUT_STATE_MACHINE_ARN``: where the operators' start Lambdas run their fan-out (operators only).
+- ``DATAPLANE_API_ENDPOINT``: extension mode only, an existing MIE's dataplane API (operators only).
 
 boto3 is in every Lambda runtime; it is imported lazily so the local package never needs it.
 """
@@ -61,6 +63,12 @@ def storage_from_environment():
 
 
 def dataplane_from_environment():
+    """The stack's own DynamoDB dataplane, or (extension mode, ``DATAPLANE_API_ENDPOINT`` set) the existing
+    MIE's dataplane API, which the operators write their results to."""
+    if os.environ.get("DATAPLANE_API_ENDPOINT"):
+        from .aws.api_client import MieDataplane  # noqa: PLC0415
+
+        return MieDataplane(os.environ["DATAPLANE_API_ENDPOINT"])
     from .dataplane.dynamodb import DynamoDataplane  # noqa: PLC0415
 
     return DynamoDataplane(client("dynamodb"), assets_table=setting("ASSETS_TABLE"),

@@ -12,7 +12,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..operators import configuration
 from ..workflow.definition import ordered_stages
@@ -29,6 +29,8 @@ ATTEMPTS = 6
 
 
 class RegistrationError(RuntimeError):
+    """A request to the API was refused (``status``: the HTTP status, None when there was no answer)."""
+
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
@@ -117,3 +119,37 @@ def credentials_and_region(endpoint: str):
     region = parts[2] if len(parts) > 3 and parts[1] == "execute-api" else \
         (os.environ.get("AWS_REGION") or session.region_name or "us-east-1")
     return credentials.get_frozen_credentials(), region
+
+
+class MieDataplane:
+    """The operator side of an existing MIE dataplane API (extension mode): MIE's operator-results write
+    ``POST /metadata/{asset_id}`` (``?paginated=true``, ``&end=true`` on the last page) and its delete,
+    each request signed with SigV4 like every client of MIE's IAM-authorized APIs.
+
+    It has what an operator needs and nothing else: MIE keeps assets and execution records itself."""
+
+    def __init__(self, endpoint: str, credentials=None, region: str | None = None):
+        self.endpoint = endpoint.rstrip("/")
+        self._credentials, self._region = credentials, region
+
+    def _signing(self):
+        if self._credentials is None:
+            self._credentials, self._region = credentials_and_region(self.endpoint)
+        return self._credentials, self._region
+
+    def store_asset_metadata(self, asset_id: str, operator_name: str, workflow_id: str, results: dict,
+                             paginate: bool = False, end: bool = False) -> dict:
+        query = ("?paginated=true" + ("&end=true" if end else "")) if paginate or end else ""
+        credentials, region = self._signing()
+        return call_api(self.endpoint, "POST", f"/metadata/{quote(asset_id, safe='')}{query}",
+                        {"OperatorName": operator_name, "Results": results, "WorkflowId": workflow_id},
+                        credentials=credentials, region=region)
+
+    def delete_metadata(self, asset_id: str, operator: str) -> None:
+        credentials, region = self._signing()
+        try:
+            call_api(self.endpoint, "DELETE", f"/metadata/{quote(asset_id, safe='')}/{quote(operator, safe='')}",
+                     credentials=credentials, region=region)
+        except RegistrationError as exc:
+            if exc.status != 404:
+                raise
