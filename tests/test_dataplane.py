@@ -147,6 +147,13 @@ def test_operator_results_are_written_as_mie_does(dataplane, asset_id):
     assert len(list(dataplane.iter_pages(asset_id, "Pages"))) == 4
     dataplane.store_asset_metadata(asset_id, "Pages", "wf-2", {"page": "b"}, paginate=True, end=True)
     assert [page["results"] for page in dataplane.iter_pages(asset_id, "Pages")] == [{"page": "a"}, {"page": "b"}]
+    # A write that never reaches its end (a failed operator) is discarded; a retry starts from page 0.
+    dataplane.store_asset_metadata(asset_id, "Pages", "wf-3", {"page": "x"}, paginate=True)
+    dataplane.store_asset_metadata(asset_id, "Pages", "wf-3", {"page": "y"}, paginate=True)
+    assert dataplane.discard_asset_metadata_session(asset_id, "Pages", "wf-3") == 2
+    assert dataplane.discard_asset_metadata_session(asset_id, "Pages", "wf-3") == 0
+    dataplane.store_asset_metadata(asset_id, "Pages", "wf-3", {"page": "z"}, paginate=True, end=True)
+    assert [page["results"] for page in dataplane.iter_pages(asset_id, "Pages")] == [{"page": "z"}]
     # Frames documents written page by page read back whole.
     document = make_document(asset_id, 25)
     header = {k: v for k, v in document.items() if k != "frames"}

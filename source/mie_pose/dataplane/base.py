@@ -241,6 +241,11 @@ class Dataplane(abc.ABC):
         """
 
     @abc.abstractmethod
+    def discard_asset_metadata_session(self, asset_id: str, operator_name: str, workflow_id: str) -> int:
+        """Drop the pages of an unfinished paginated write (a failed or retried operator); return how many.
+        The published document, if any, stays."""
+
+    @abc.abstractmethod
     def store_metadata(self, asset_id: str, operator: str, document: dict, page_frames: int = DEFAULT_PAGE_FRAMES) -> int:
         """Replace the operator's document atomically, as pages of ``results_page(header, frames)``; return
         the page count."""

@@ -321,6 +321,15 @@ class DynamoDataplane(Dataplane):
         self.client.delete_item(TableName=self.metadata_table, Key=key)
         return published
 
+    def discard_asset_metadata_session(self, asset_id, operator_name, workflow_id) -> int:
+        key = {"asset_id": {"S": asset_id}, "item": {"S": f"session#{operator_name}#{workflow_id}"}}
+        session = self.client.get_item(TableName=self.metadata_table, Key=key, ConsistentRead=True).get("Item")
+        if session is None:
+            return 0
+        dropped = self.discard_version(asset_id, operator_name, session["version"]["S"])
+        self.client.delete_item(TableName=self.metadata_table, Key=key)
+        return dropped
+
     def delete_metadata(self, asset_id, operator) -> bool:
         header = self._get_header_item(asset_id, operator)
         if header is None:

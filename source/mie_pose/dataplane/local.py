@@ -177,6 +177,11 @@ class SqliteDataplane(Dataplane):
             self._publish(db, asset_id, operator_name, workflow_id, [row["body"] for row in rows])
         return {"Status": "Success", "Bucket": MEDIA_BUCKET, "Key": key}
 
+    def discard_asset_metadata_session(self, asset_id, operator_name, workflow_id) -> int:
+        with self._db() as db:
+            return db.execute("DELETE FROM result_sessions WHERE asset_id = ? AND operator = ? AND workflow_id = ?",
+                              (asset_id, operator_name, workflow_id)).rowcount
+
     @staticmethod
     def _publish(db, asset_id: str, operator: str, workflow_id: str, bodies: list[str]) -> None:
         # Inside the caller's transaction: readers see the old pages or the new ones, never a mix.
