@@ -228,6 +228,7 @@ class LocalPipelineClient:
                 raise FileNotFoundError(
                     f"{model_dir / container} is missing: model_dir needs one folder per container "
                     f"({', '.join(containers)}), as models/build_model_tarballs.py writes them")
+        for container in containers:
             if not list((model_dir / container).glob("*-symbol.json")):
                 raise FileNotFoundError(f"no *-symbol.json in {model_dir / container}")
         if not worker.is_file():
