@@ -120,10 +120,9 @@ def apply_execution_update(record: dict, *, status: str | None = None, stage: st
             outputs = list(stage_output.values()) if isinstance(stage_output, dict) else list(stage_output)
             entry["Outputs"] = outputs
             globals_ = record.setdefault("Globals", {"Media": {}, "MetaData": {}})
-            for output in outputs:
-                if output.get("Status") == Status.STAGE_COMPLETE:
-                    globals_.setdefault("Media", {}).update(output.get("Media") or {})
-                    globals_.setdefault("MetaData", {}).update(output.get("MetaData") or {})
+            for output in outputs:  # every output, whatever its Status, as MIE's roll-up does
+                globals_.setdefault("Media", {}).update(output.get("Media") or {})
+                globals_.setdefault("MetaData", {}).update(output.get("MetaData") or {})
     if status is not None:
         record["Status"] = status
         if status == Status.WORKFLOW_COMPLETE:
