@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .base import Person
+from .person_detectors import content_region
 
 # The person detector's score threshold inside this backend. Lower than the detector's own 0.42 because
 # BlazePose's pose-presence check drops most of what the lower threshold lets in: on tests/data/person_boxes
@@ -28,6 +29,11 @@ PERSON_SCORE_THRESHOLD = 0.38
 # frames 0.82 -> 0.86 and letterboxed 0.93 -> 0.97) and on this many square tiles along its long side. Tiles
 # (2 or 3) found no more people on the tuning part, cost false positives and ~1.8x the time: 1 = no tiles.
 DETECTOR_TILES = 1
+# BlazePose was trained on whole people: its pose-presence score drops for a person cut off by the picture's
+# edge (tuning part: 0.0-0.45 for legs-only or half people the detector scores 0.44-0.66). A detection this sure
+# that reaches the edge keeps its keypoints down to this presence score.
+CUT_OFF_MIN_SCORE = 0.42
+CUT_OFF_PRESENCE = 0.0
 # Boxes shorter than this fraction of the frame are too small for the whole-frame BlazePose detector.
 WHOLE_FRAME_MIN_HEIGHT = 0.3
 
@@ -35,10 +41,13 @@ WHOLE_FRAME_MIN_HEIGHT = 0.3
 class TopDownBackend:
     name = "topdown"
 
-    def __init__(self, person_detector, pose_detector, landmarker):
+    def __init__(self, person_detector, pose_detector, landmarker, cut_off_min_score: float = CUT_OFF_MIN_SCORE,
+                 cut_off_presence: float = CUT_OFF_PRESENCE):
         self.person_detector = person_detector
         self.pose_detector = pose_detector
         self.landmarker = landmarker
+        self.cut_off_min_score = cut_off_min_score
+        self.cut_off_presence = cut_off_presence
 
     @classmethod
     def default(cls, model_dir: str | None = None, num_threads: int = 2, tiles: int = DETECTOR_TILES,
@@ -59,19 +68,29 @@ class TopDownBackend:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         large = any(d.box_px[3] - d.box_px[1] >= WHOLE_FRAME_MIN_HEIGHT * h for d in boxes)
         unclaimed = list(self.pose_detector(image_bgr)) if large else []
+        content = content_region(image_bgr)
         persons = []
         for detection in boxes:
+            presence = None
+            if detection.score >= self.cut_off_min_score and _at_edge(detection.box_px, content):
+                presence = self.cut_off_presence
             match = next((c for c in unclaimed if _face_in_box(c["box"], detection.box_px)), None)
             if match is not None:
                 unclaimed.remove(match)
-                person = self.landmarker.run_roi(rgb, match["roi"])
+                person = self.landmarker.run_roi(rgb, match["roi"], presence)
             else:
-                person = self.landmarker(image_bgr, detection.box_px)
+                person = self.landmarker(image_bgr, detection.box_px, presence_threshold=presence)
             if person is not None:
                 person.score = float(detection.score) * float(person.score)
                 person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
                 persons.append(person)
         return persons
+
+
+def _at_edge(box, content, margin: float = 3.0) -> bool:
+    """The box reaches an edge of the picture (the content region inside any letterbox bars)."""
+    return (box[0] <= content[0] + margin or box[1] <= content[1] + margin
+            or box[2] >= content[2] - margin or box[3] >= content[3] - margin)
 
 
 def _face_in_box(face_px, box) -> bool:

@@ -102,24 +102,28 @@ class BlazePoseLandmarker:
         self._landmarks, self._flag, _, self._heatmap, _ = outputs
         self.presence_threshold = presence_threshold
 
-    def __call__(self, image_bgr: np.ndarray, box_px, rotation: float = 0.0) -> Person | None:
+    def __call__(self, image_bgr: np.ndarray, box_px, rotation: float = 0.0,
+                 presence_threshold: float | None = None) -> Person | None:
         h, w = image_bgr.shape[:2]
-        return self.run_roi(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), roi_from_box(box_px, w, h, rotation=rotation))
+        return self.run_roi(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), roi_from_box(box_px, w, h, rotation=rotation),
+                            presence_threshold)
 
-    def run_roi(self, image_rgb: np.ndarray, roi: Roi) -> Person | None:
-        """Landmarks inside ``roi`` of an RGB image, or None when the pose-presence score is under threshold."""
-        landmarks, presence = self.landmarks(image_rgb, roi)
+    def run_roi(self, image_rgb: np.ndarray, roi: Roi, presence_threshold: float | None = None) -> Person | None:
+        """Landmarks inside ``roi`` of an RGB image, or None when the pose-presence score is under threshold
+        (``presence_threshold``, default the landmarker's own)."""
+        landmarks, presence = self.landmarks(image_rgb, roi, presence_threshold)
         if landmarks is None:
             return None
         return person_from_landmarks(landmarks, presence, roi)
 
-    def landmarks(self, image_rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray | None, float]:
+    def landmarks(self, image_rgb: np.ndarray, roi: Roi,
+                  presence_threshold: float | None = None) -> tuple[np.ndarray | None, float]:
         """(39, 5) image-normalized landmarks and the presence score; landmarks None when under threshold."""
         tensor, padding = crop(image_rgb, roi, INPUT_SIZE, INPUT_SIZE, border_zero=False)
         self.interpreter.set_tensor(self._input, (tensor.astype(np.float32) * (1.0 / 255.0))[None])
         self.interpreter.invoke()
         presence = float(self.interpreter.get_tensor(self._flag).reshape(-1)[0])
-        if presence < self.presence_threshold:
+        if presence < (self.presence_threshold if presence_threshold is None else presence_threshold):
             return None, presence
         landmarks = decode_landmarks(self.interpreter.get_tensor(self._landmarks))
         landmarks = refine_from_heatmap(landmarks, self.interpreter.get_tensor(self._heatmap)[0])
