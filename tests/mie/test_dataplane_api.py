@@ -77,14 +77,17 @@ def test_upload_and_download_answer_presigned_shapes(api):
         assert "upload-bucket" in body["url"] and {"policy", "x-amz-signature"} <= set(body["fields"])
     else:
         assert body["url"] == api.url("/upload") and body["fields"]["bucket"] == "upload-bucket"
-    error(api.post("/upload", json={"S3Key": "k"}), 400, "BadRequestError")
+    error(api.post("/upload", json={"S3Key": "k"}), 400, "BadRequestError",
+          "Unable to generate pre-signed S3 URL for uploading media: 'S3Bucket'")
     asset = create_asset(api, "download.mp4")
     response = api.post("/download", json={"S3Bucket": asset["S3Bucket"], "S3Key": asset["S3Key"]})
     assert response.status_code == 200
-    url = response.json()
-    assert isinstance(url, str)
+    url = response.text  # Chalice sends a view's string as it is, not JSON-quoted
+    assert url.startswith(("http://", "https://"))
+    error(api.post("/download", json={"S3Key": "k"}), 400, "BadRequestError",
+          "Unable to generate pre-signed S3 URL for downloading media: 'S3Bucket'")
     if api.kind == "aws":
-        assert asset["S3Key"] in url and "Signature" in url or "X-Amz-Signature" in url
+        assert asset["S3Key"] in url and "Signature=" in url
     else:
         video = api.session.get(url, timeout=60)
         assert video.status_code == 200 and len(video.content) > 1000
@@ -183,7 +186,7 @@ def test_delete_operator_results_and_the_asset(api):
     error(api.get(f"/metadata/{asset_id}/Op"), 404, "NotFoundError")
     api.post(f"/metadata/{asset_id}", json={"OperatorName": "Op", "WorkflowId": "wf", "Results": {"a": 1}})
     response = api.delete(f"/metadata/{asset_id}")
-    assert response.status_code == 200 and response.json() == f"Deleted asset: {asset_id} from the dataplane"
+    assert response.status_code == 200 and response.text == f"Deleted asset: {asset_id} from the dataplane"
     error(api.get(f"/metadata/{asset_id}"), 404, "NotFoundError")
     assert asset_id not in api.get("/metadata").json()["assets"]
     error(api.delete(f"/metadata/{asset_id}"), 404, "NotFoundError")
@@ -249,8 +252,8 @@ def test_upload_through_the_presigned_post_then_create(api):
                              timeout=60)
     assert response.status_code in (200, 201, 204), response.text
     created = api.post("/create", json={"Input": {"MediaType": "Video", "S3Bucket": bucket, "S3Key": key}}).json()
-    url = api.post("/download", json={"S3Bucket": bucket, "S3Key": key}).json()
-    assert created["S3Key"] == key and isinstance(url, str)
+    url = api.post("/download", json={"S3Bucket": bucket, "S3Key": key}).text
+    assert created["S3Key"] == key
     if api.kind == "aws":
         assert api.extra["s3"].get_object(Bucket=bucket, Key=key)["Body"].read() == content
     else:

@@ -10,7 +10,7 @@ import json
 
 from ..dataplane import DataplaneError, UnknownAsset
 from ..dataplane.base import MIE_API_VERSION, Status
-from .http import ApiError, ApiRequest, ApiServices
+from .http import ApiError, ApiRequest, ApiResponse, ApiServices
 from .routes import route
 
 API = "dataplane"
@@ -23,6 +23,11 @@ def base_url(request: ApiRequest) -> str:
         return ""
     scheme = request.header("X-Forwarded-Proto") or "http"
     return f"{scheme}://{host}"
+
+
+def chalice_text(text: str) -> ApiResponse:
+    """A view that returns a string: Chalice sends it as it is (not JSON-quoted), labelled application/json."""
+    return ApiResponse(200, raw=text.encode(), headers={"Content-Type": "application/json"})
 
 
 def asset_fields(asset: dict) -> dict:
@@ -59,28 +64,28 @@ def upload(request, services):
     try:
         bucket, key = body["S3Bucket"], body["S3Key"]
     except KeyError as exc:
-        raise ApiError(400, f"Unable to generate pre-signed S3 URL for uploading media: missing {exc}") from None
+        raise ApiError(400, f"Unable to generate pre-signed S3 URL for uploading media: {exc}") from None
     if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key or ".." in key.split("/"):
         raise ApiError(400, "S3Bucket and S3Key must be non-empty strings (and the key without '..')")
     return 200, services.presign_upload(bucket, key, base_url(request))
 
 
-@route("POST", "/download", "a URL to download a media file: {\"S3Bucket\", \"S3Key\"} -> the URL (a JSON string)",
+@route("POST", "/download", "a URL to download a media file: {\"S3Bucket\", \"S3Key\"} -> the URL (as text)",
        api=API)
 def download(request, services):
     body = request.json_object()
     try:
         bucket, key = body["S3Bucket"], body["S3Key"]
     except KeyError as exc:
-        raise ApiError(400, f"Unable to generate pre-signed S3 URL for downloading media: missing {exc}") from None
+        raise ApiError(400, f"Unable to generate pre-signed S3 URL for downloading media: {exc}") from None
     if services.presign_download is not None:
         url = services.presign_download(bucket, key, base_url(request))
         if url:
-            return 200, url
+            return chalice_text(url)
     for asset in services.dataplane.list_assets():  # locally: media of an asset play from /media/{asset_id}
         if any(isinstance(m, dict) and m.get("S3Bucket") == bucket and m.get("S3Key") == key
                for m in (asset.get("media") or {}).values()):
-            return 200, f"{base_url(request)}/media/{asset['asset_id']}?variant=original"
+            return chalice_text(f"{base_url(request)}/media/{asset['asset_id']}?variant=original")
     raise ApiError(404, f"no media object {bucket}/{key} can be downloaded here")
 
 
@@ -201,7 +206,7 @@ def delete_asset(request, services, asset_id):
         raise ApiError(409, f"workflow execution {running[0]['Id']} is {running[0]['Status']} on asset {asset_id}: "
                             "wait for it to end before deleting the asset")
     services.dataplane.delete_asset(asset_id)
-    return 200, f"Deleted asset: {asset_id} from the dataplane"
+    return chalice_text(f"Deleted asset: {asset_id} from the dataplane")
 
 
 @route("DELETE", "/metadata/{asset_id}/{operator}", "delete one operator's results of an asset -> "
