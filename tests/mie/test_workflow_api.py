@@ -43,7 +43,8 @@ def operation_body(name: str, **extra) -> dict:
 
 def test_listings_are_bare_arrays(api):
     for path in ("/workflow", "/workflow/operation", "/workflow/stage", "/workflow/execution",
-                 "/workflow/execution/status/Complete", "/workflow/execution/asset/none", "/system/configuration",
+                 "/workflow/execution/status/Complete", "/workflow/execution/status/Not%20Started",
+                 "/workflow/execution/asset/none", "/system/configuration",
                  "/workflow/list/operation/PoseDetection", "/workflow/list/stage/PoseDetectionStage"):
         assert isinstance(ok(api.get(path)), list), path
 
