@@ -59,6 +59,7 @@ def api_body(routes=None, function: str = API_FUNCTION) -> dict:
         "components": {"securitySchemes": {"sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
                                                      "x-amazon-apigateway-authtype": "awsSigv4"}}},
         # Exports (MP4, CSV) go back as base64 that API Gateway turns into bytes; JSON answers are unaffected.
+        # Request bodies then reach the Lambda base64-encoded (isBase64Encoded), which it decodes.
         "x-amazon-apigateway-binary-media-types": ["*/*"],
         "x-amazon-apigateway-gateway-responses": _when_cors({
             kind: {"responseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": _origin_literal()}}
@@ -94,7 +95,8 @@ def _preflight(template: str, allowed_methods: list[str]) -> dict:
         "responses": {"200": {"description": "CORS headers", "headers": {
             name: {"schema": {"type": "string"}} for name in headers}}},
         "x-amazon-apigateway-integration": {
-            "type": "mock", "passthroughBehavior": "when_no_match",
+            # With binary media types "*/*" a mock's request template applies only to text.
+            "type": "mock", "passthroughBehavior": "when_no_match", "contentHandling": "CONVERT_TO_TEXT",
             "requestTemplates": {"application/json": '{"statusCode": 200}'},
             "responses": {"default": {"statusCode": "200", "responseParameters": {
                 f"method.response.header.{name}": value for name, value in headers.items()}}},
