@@ -138,7 +138,9 @@ class StandInDataplaneApi:
 
 
 def extension_resources(template: dict) -> dict:
-    return {name: r for name, r in template["Resources"].items() if r.get("Condition") == "Extension"}
+    """The registrations in MIE (the extension mode's other resources are IAM policies)."""
+    return {name: r for name, r in template["Resources"].items()
+            if r.get("Condition") == "Extension" and r["Type"].startswith("Custom::")}
 
 
 def test_template_registers_through_mies_custom_resource(built_template):
@@ -168,6 +170,10 @@ def test_template_registers_through_mies_custom_resource(built_template):
     assert workflow["StartAt"] == definition["StartAt"]
     assert workflow["Stages"] == {name: {k: v for k, v in stage.items() if k in ("Next", "End")}
                                   for name, stage in definition["Stages"].items()}
+    policies = {name: r for name, r in template["Resources"].items()
+                if r.get("Condition") == "Extension" and r["Type"] == "AWS::IAM::Policy"}
+    assert set(policies) == {"MieMediaPolicy", "MieResultsPolicy"}
+    assert policies["MieResultsPolicy"]["Properties"]["Roles"] == [{"Ref": "PoseDetectionRole"}]
     # In extension mode the operator functions write to MIE's dataplane API.
     for function in ("FrameExtractionFunction", "PoseDetectionFunction"):
         variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
