@@ -828,6 +828,13 @@ def test_overview_facts_people_and_thumbnail(page, live_server, analysed, artifa
     assert page.evaluate("document.querySelector('video.thumb').videoWidth") == 512
     assert page.locator("#analyse").inner_text() == "Analyse again"
     page.screenshot(path=str(artifacts / "overview.png"))
+    # Overview read the whole document; the Pose tab reuses it instead of fetching every page again.
+    pages = []
+    page.on("request", lambda request: pages.append(request.url) if "/metadata/" in request.url else None)
+    page.click("a[data-tab=pose]")
+    wait_for_pose(page)
+    page.wait_for_selector("[data-complete=true]")
+    assert pages == []
 
 
 def test_analyse_sends_the_chosen_fps_and_backend(page, synthetic):

@@ -14,7 +14,7 @@ const PAGE_SIZE = 10;
 const REFRESH_MS = 1500;
 const state = {
   api: null, config: null, cleanup: () => {}, abort: null, listTimer: 0, statusTimer: 0,
-  error: null, assets: [], search: '', page: 0, upload: null, rates: new Map(),
+  error: null, assets: [], search: '', page: 0, upload: null, rates: new Map(), documentCache: null,
 };
 
 // --- errors: each has a source, and only that source clears it ------------------------------------
@@ -232,6 +232,24 @@ function formatMs(ms) {
   return seconds >= 60 ? `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s` : `${seconds.toFixed(1)} s`;
 }
 
+// The last complete document, so Overview and Pose do not fetch every page twice; it is dropped when
+// the asset's latest execution changes (a new analysis).
+function documentVersion(asset) {
+  const latest = asset.executions[asset.executions.length - 1];
+  return latest ? `${latest.execution_id}:${latest.status}` : 'none';
+}
+
+async function loadDocument(asset, { signal, onPage = null } = {}) {
+  const cache = state.documentCache;
+  if (cache && cache.assetId === asset.asset_id && cache.version === documentVersion(asset)) {
+    if (onPage) onPage(cache.document, 1, false);
+    return cache.document;
+  }
+  const document = await state.api.getDocument(asset.asset_id, state.config.operator, { signal, onPage });
+  if (!signal?.aborted && document) state.documentCache = { assetId: asset.asset_id, version: documentVersion(asset), document };
+  return document;
+}
+
 // People statistics of a document: tracks, the most people in one sampled frame, the mean per frame.
 export function peopleStats(document) {
   const frames = document.frames;
@@ -312,7 +330,7 @@ async function renderOverview(body, asset, signal) {
   stats.replaceChildren(el('dt', {}, 'people'), el('dd', {}, hasResults ? '…' : 'not analysed yet'));
 
   if (hasResults) {
-    const document = await state.api.getDocument(assetId, state.config.operator, { signal }).catch(() => null);
+    const document = await loadDocument(asset, { signal }).catch(() => null);
     if (signal.aborted || !document) return;
     const video = document.video || {};
     facts.set('duration', formatMs(video.duration_ms || 0));
@@ -372,7 +390,8 @@ async function renderAsset(assetId, tab, signal) {
     body);
   if (tab === 'pose') {
     try {
-      state.cleanup = await renderPoseTab(body, state.api, asset, signal, { onError: (error) => showError(error) });
+      state.cleanup = await renderPoseTab(body, state.api, asset, signal, {
+        onError: (error) => showError(error), getDocument: (options) => loadDocument(asset, options) });
     } catch (error) {
       if (error.status !== 404) throw error;
       body.replaceChildren(el('p', { class: 'muted' }, running

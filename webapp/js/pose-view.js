@@ -31,12 +31,14 @@ function saveBlob(blob, filename) {
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
-export async function renderPoseTab(container, api, asset, signal, { onError = () => {} } = {}) {
+// getDocument({signal, onPage}): how to load the results (the API's pages, or a cached document).
+export async function renderPoseTab(container, api, asset, signal, { onError = () => {}, getDocument = null } = {}) {
   const assetId = asset.asset_id;
   container.replaceChildren(el('p', { class: 'muted', role: 'status' }, 'loading results…'));
   const mediaPromise = api.mediaUrl(assetId);
   let view = null;
-  const document = await api.getDocument(assetId, api.config.operator, {
+  const load = getDocument || ((options) => api.getDocument(assetId, api.config.operator, options));
+  const document = await load({
     signal,
     onPage: (doc, pages, more) => {
       if (signal.aborted) return;
@@ -145,6 +147,7 @@ function buildView(container, api, asset, document, mediaPromise, signal, onErro
     if (target instanceof HTMLElement && (target.isContentEditable || ['INPUT', 'SELECT', 'TEXTAREA'].includes(target.tagName))
       && !(target.type === 'range' || target.type === 'checkbox')) return;
     if (target instanceof HTMLButtonElement && event.key === ' ') return;
+    if (target === video && (event.key === ' ' || event.key === 'k')) return; // the native controls have it
     if (event.key === ',') step(-1);
     else if (event.key === '.') step(1);
     else if (event.key === ' ' || event.key === 'k') { if (video.paused) video.play().catch(() => {}); else video.pause(); }
