@@ -800,6 +800,14 @@ def test_exports_download_through_the_api_with_the_videos_name(page, live_server
     assert len(coco["annotations"]) == people and len(coco["images"]) == len(document["frames"])
     rows = list(csv.reader(files["csv"].open()))
     assert len(rows) >= people
+    with page.expect_download(timeout=120_000) as info:
+        page.click("button.export[data-format=mp4]")
+    download = info.value
+    assert download.suggested_filename.startswith("astronaut-3s") and download.suggested_filename.endswith(".mp4")
+    path = artifacts / f"export-{download.suggested_filename}"
+    download.save_as(str(path))
+    head = path.read_bytes()[:12]
+    assert head[4:8] == b"ftyp" and path.stat().st_size > 10_000  # an MP4 file, not an error body
 
 
 # --- #10 item 8: asset handling ----------------------------------------------------------------------------
