@@ -33,11 +33,11 @@ def fmt(value, digits=2):
 
 
 def print_table(table: dict) -> None:
-    print(f"{'category':<12} {'people':>6} {'frames':>6} {'recall':>6} {'prec':>6} {'FP':>4} {'merged':>6} "
+    print(f"{'category':<15} {'people':>6} {'frames':>6} {'recall':>6} {'prec':>6} {'FP':>4} {'merged':>6} "
           f"{'kp ppl':>6} {'PCK':>5} {'OKS AP':>6}")
     for category in CATEGORIES:
         r = table[category]
-        print(f"{category:<12} {r['people']:>6} {r['frames']:>6} {fmt(r['recall']):>6} {fmt(r['precision']):>6} "
+        print(f"{category:<15} {r['people']:>6} {r['frames']:>6} {fmt(r['recall']):>6} {fmt(r['precision']):>6} "
               f"{r['false_positives']:>4} {r['merged']:>6} {r['keypoint_people']:>6} {fmt(r['pck']):>5} {fmt(r['oks_ap']):>6}")
 
 

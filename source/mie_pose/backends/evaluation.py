@@ -37,7 +37,9 @@ CROWD_SIZE = 6
 OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
 PERSON_CATEGORIES = ("adjacent", "cut_left", "cut_right", "cut_top", "cut_bottom", "small", "pose")
 FRAME_CATEGORIES = ("portrait", "letterboxed", "crowd")
-CATEGORIES = ("all",) + PERSON_CATEGORIES + FRAME_CATEGORIES + ("empty",)
+# People whose keypoints were placed by hand (the others' are reviewed BlazePose output; see the manifest).
+HAND_KEYPOINTS = "hand_keypoints"
+CATEGORIES = ("all",) + PERSON_CATEGORIES + FRAME_CATEGORIES + ("empty", HAND_KEYPOINTS)
 
 
 class MediaMissing(FileNotFoundError):
@@ -51,6 +53,7 @@ class EvalPerson:
     crowd: bool = False
     keypoints: np.ndarray | None = None  # (17, 3) x, y, v (v > 0: labelled)
     pose: str | None = None  # sports, seated, bending
+    keypoints_by: str | None = None  # "hand", or None: reviewed BlazePose output
     categories: set[str] = field(default_factory=set)
 
 
@@ -174,13 +177,16 @@ def _labelled_frame(spec: dict, base: dict, image: np.ndarray) -> EvalFrame:
         p.categories.add("all")
         if p.pose:
             p.categories.add("pose")
+        if p.keypoints_by == "hand":
+            p.categories.add(HAND_KEYPOINTS)
     return EvalFrame(spec["id"], spec["part"], image, persons, categories, content)
 
 
 def _person(label: dict) -> EvalPerson:
     kp = np.array(label["keypoints"], np.float64) if "keypoints" in label else None
     return EvalPerson(np.array(label["box"], np.float64), counted=not label.get("ignore") and not label.get("crowd"),
-                      crowd=bool(label.get("crowd")), keypoints=kp, pose=label.get("pose"))
+                      crowd=bool(label.get("crowd")), keypoints=kp, pose=label.get("pose"),
+                      keypoints_by=label.get("keypoints_by"))
 
 
 def _apply(transform: dict, image: np.ndarray, persons: list[EvalPerson], cut_edges: list[set[str]]):
