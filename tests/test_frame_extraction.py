@@ -179,3 +179,42 @@ def test_warning_does_not_fail(dataplane, vtest_mp4):
         _, output = run_operator(dataplane, vtest_mp4, {"FPS": 100, "MaxFrames": 4})
     assert output["Status"] == "Complete" and output["MetaData"]["FrameCount"] == 4
     assert "every frame will be used" in output["MetaData"]["Warnings"][0]
+
+
+def test_ranges_in_any_order_give_the_one_range_manifest(dataplane, vtest_mp4):
+    """The steps as AWS runs them (many ranges, out of order) give the manifest of one range."""
+    asset_id = dataplane.import_video(vtest_mp4)
+    runtime = OperatorRuntime(storage=dataplane.storage, dataplane=dataplane)
+    manifests = {}
+    for name, range_seconds in (("one", 300), ("many", 1.5)):
+        event = {"Name": "FrameExtraction", "AssetId": asset_id, "WorkflowExecutionId": name,
+                 "Input": {"Media": dataplane.get_asset(asset_id)["media"]},
+                 "Configuration": {"FPS": 3, "RangeSeconds": range_seconds}}
+        operator = frame_extraction.OPERATOR
+        job = operator.job(event)
+        plan = json.loads(json.dumps(operator.plan(job, runtime)))
+        for item in reversed(plan["Items"]):
+            operator.work(job, plan, item, runtime)
+        media, _ = operator.commit(job, plan, runtime)
+        manifest = json.loads(dataplane.storage.read_bytes(MediaLocation.from_event(media["Frames"])))
+        manifests[name] = [(f["index"], f["timestamp_ms"], f["key"].rsplit("/", 1)[-1]) for f in manifest["frames"]]
+        assert len(plan["Items"]) == (1 if name == "one" else 8)  # 4 slots a range
+    assert manifests["many"] == manifests["one"] and len(manifests["one"]) == 30
+
+
+def test_a_range_still_running_after_cleanup_takes_back_its_frames(dataplane, vtest_mp4):
+    asset_id = dataplane.import_video(vtest_mp4)
+    runtime = OperatorRuntime(storage=dataplane.storage, dataplane=dataplane)
+    event = {"Name": "FrameExtraction", "AssetId": asset_id, "WorkflowExecutionId": "late",
+             "Input": {"Media": dataplane.get_asset(asset_id)["media"]}, "Configuration": {"RangeSeconds": 2}}
+    operator = frame_extraction.OPERATOR
+    job = operator.job(event)
+    plan = operator.plan(job, runtime)
+    operator.work(job, plan, plan["Items"][0], runtime)
+    bucket, prefix = plan["Bucket"], plan["Prefix"]
+    assert dataplane.storage.list_keys(bucket, prefix)
+    operator.cleanup(job, plan, runtime)  # the Map failed elsewhere; this range's worker is still running
+    assert dataplane.storage.list_keys(bucket, prefix) == []
+    with pytest.raises(frame_extraction.OperatorError, match="cancelled"):
+        operator.work(job, plan, plan["Items"][1], runtime)
+    assert dataplane.storage.list_keys(bucket, prefix) == []
