@@ -118,10 +118,14 @@ export class Timeline {
         if (frame.persons.some((p) => p.track_id === this.follow)) ctx.fillRect(x(frame.timestamp_ms), box.height - band, 3, band);
       });
     }
-    ctx.fillStyle = '#c9d1d9';
+    // The scale: the most people in one frame, legible over the bars.
     ctx.font = '10px system-ui, sans-serif';
     ctx.textBaseline = 'top';
-    ctx.fillText(String(this.most), 3, 2);
+    const label = `max ${this.most}`;
+    ctx.fillStyle = 'rgba(20, 23, 28, 0.8)';
+    ctx.fillRect(1, 1, ctx.measureText(label).width + 6, 13);
+    ctx.fillStyle = '#e6e9ee';
+    ctx.fillText(label, 4, 2);
     const now = this.video.currentTime * 1000;
     const playhead = x(now);
     ctx.fillStyle = '#ffffff';
