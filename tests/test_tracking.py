@@ -146,6 +146,26 @@ def test_idf1_counts_identities_not_frames():
     assert (score.id_switches, score.idtp, round(score.idf1, 3)) == (1, 2, 0.5)
 
 
+@pytest.mark.parametrize("path", sorted(LABELS.parent.glob("*.json")), ids=lambda p: p.stem)
+def test_label_files_are_consistent(path):
+    """Every labelled sequence: a split, its source's package and licence, frames at the sampling it states,
+    boxes inside the frame, each identity at most once per frame and described in ``persons``."""
+    doc = json.loads(path.read_text())
+    assert doc["split"] in ("tuning", "test")
+    assert doc["source"]["package"] and doc["source"]["licence"]
+    sampling, (width, height) = doc["sampling"], doc["size"]
+    assert [f["index"] for f in doc["frames"]] == list(range(sampling["start_index"],
+                                                             sampling["start_index"] + sampling["frames"]))
+    assert all(f["timestamp_ms"] == round(1000 * f["index"] / sampling["fps"]) for f in doc["frames"])
+    for frame in doc["frames"]:
+        ids = [p["id"] for p in frame["persons"] if not p.get("ignore")]
+        assert len(ids) == len(set(ids)) and set(ids) <= set(doc["persons"]), frame["index"]
+        for person in frame["persons"]:
+            x0, y0, x1, y1 = person["box"]
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (frame["index"], person)
+    assert [d["split"] for d in map(json.loads, map(Path.read_text, LABELS.parent.glob("*.json")))].count("tuning") == 1
+
+
 def test_tracking_off_leaves_track_ids_null(tmp_path, vtest_mp4):
     dataplane = SqliteDataplane(tmp_path / "home")
     asset_id = dataplane.import_video(vtest_mp4)

@@ -2,18 +2,19 @@
 
 Why this shape: frames are sampled sparsely (2 fps by default), so a person may move a good part of their
 own width between frames. Each track predicts its box with a damped constant velocity, then detections
-and tracks are paired by Hungarian matching (``scipy.optimize.linear_sum_assignment``) on a similarity
-that mixes box overlap (IoU), keypoint distance (an OKS-like similarity scaled by the person's height and
-by the time since the track was last seen) and, when the frames were there to compute it, the colour of
-the clothes (``appearance``), so two people walking side by side are still told apart. A pair whose motion
-similarity is under ``min_similarity`` is never matched, however alike the colours, nor is a pair whose
-colours differ past ``appearance_gate``, however close (a person stepping out from behind someone must not
-take the track of a person still hidden); among tracks that fit a returning person about equally, the one
-lost most recently wins; and a pair must beat ``match_floor``, the worth of leaving a track unmatched for a
-frame, so that one good pair is never traded for two weak ones. Weights and gates were chosen on the tuning sequence of ``tests/data/tracks``
-(``bench/bench_tracking.py`` reports the test sequences apart). A track that finds no
-match is kept for ``lost_timeout_ms`` of video time (not a number of frames, so the behaviour is the same
-at any sampling rate) and then dropped; a detection that matches no track starts a new one.
+and tracks are paired by Hungarian matching (``assignment.linear_sum_assignment``, numpy only) on a
+similarity that mixes box overlap (IoU), keypoint distance (an OKS-like similarity scaled by the person's
+height and by the time since the track was last seen) and, when the frames were there to compute it, the
+colour of the clothes (``appearance``), so two people walking side by side are still told apart. Gates:
+a pair whose motion similarity is under ``min_similarity`` is never matched, however alike the colours,
+nor is a pair whose colours differ past ``appearance_gate``, however close (a person stepping out from
+behind someone must not take the track of a person still hidden), nor a pair under ``match_floor``, the
+worth of leaving a track unmatched for a frame (one good pair is never traded for two weak ones). Among
+tracks that fit a returning person about equally, the one lost most recently wins. Weights and gates were
+chosen on the tuning sequence of ``tests/data/tracks`` at 2, 1 and 0.67 fps; ``bench/bench_tracking.py``
+reports the test sequences apart. A track that finds no match is kept for ``lost_timeout_ms`` of video
+time (not a number of frames, so the behaviour is the same at any sampling rate) and then dropped; a
+detection that matches no track starts a new one.
 
 Everything is in pixels; tracks and persons are plain numpy arrays so tests can drive the tracker directly.
 """
