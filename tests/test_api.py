@@ -206,6 +206,8 @@ def test_the_local_engine_runs_a_registered_workflow_and_only_mie_pose_code(tmp_
         execution = call(services, "GET", f"/workflow/execution/{body['Id']}")[1]
         assert execution["Workflow"]["Name"] == "FramesOnly" and execution["Status"] == "Complete", execution
         assert list(execution["Workflow"]["Stages"]) == ["_Frames"] and execution["CurrentStage"] == "End"
+        # The record carries the workflow as registered, as MIE copies it in.
+        assert execution["Workflow"]["Trigger"] == "api" and execution["Workflow"]["Version"] == "v0"
         assert execution["Globals"]["Media"]["Frames"]["S3Key"].endswith(".json")
         call(services, "POST", "/workflow/operation", {"Name": "Shell", "Type": "Sync", "StartLambdaArn": "os.system",
                                                        "Configuration": {"MediaType": "Video", "Enabled": True}})

@@ -138,7 +138,8 @@ def definition_of(services, workflow: dict) -> dict | None:
                                "MonitorLambdaArn": operation.get("MonitorLambdaArn"),
                                "Configuration": dict(stage.get("Configuration", {}).get(name)
                                                      or operation.get("Configuration", {}))}
-    return {"Name": workflow["Name"], "StartAt": workflow["StartAt"], "Operators": operators,
+    registered = {k: v for k, v in workflow.items() if k not in ("Stages", "Operators")}
+    return {**registered, "Name": workflow["Name"], "StartAt": workflow["StartAt"], "Operators": operators,
             "StateMachineArn": workflow.get("StateMachineArn"),
             "Stages": {name: {"Operators": stage["Operations"], **{k: stage[k] for k in ("Next", "End") if k in stage}}
                        for name, stage in workflow["Stages"].items()}}

@@ -74,7 +74,9 @@ def new_execution_record(execution_id: str, asset_id: str, workflow_name: str, s
         "Globals": {"Media": copy.deepcopy(media or {}), "MetaData": {}}, "Configuration": configuration,
         "Version": "v0", "Created": repr(created if created is not None else time.time()),
         "ResourceType": "WORKFLOW_EXECUTION", "ApiVersion": MIE_API_VERSION,
-        "Workflow": {"Name": workflow_name, "StartAt": start, "Stages": record_stages},
+        # The workflow as registered (its Name, StartAt, Version, ... as MIE copies it), stages resolved.
+        "Workflow": {**{k: copy.deepcopy(v) for k, v in definition.items() if k not in ("Operators", "Stages")},
+                     "Name": workflow_name, "StartAt": start, "Stages": record_stages},
         "Status": Status.WORKFLOW_QUEUED,
     }
     if start in record_stages:  # MIE queues the first stage as Started, its Input the workflow's Globals
