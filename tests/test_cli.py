@@ -177,3 +177,31 @@ def test_a_killed_analysis_shows_as_error_and_the_asset_can_be_deleted(tmp_path,
     assert f"deleted asset {asset_id}" in result.stdout
     assert asset_id not in mie_pose(home, "list").stdout
     assert mie_pose(home, "delete", asset_id, check=False).returncode == 1
+
+
+def test_results_list_and_delete_through_the_api(home, astronaut_result):
+    """`--api URL`: the same commands as MIE clients, through MIE's routes of a running server."""
+    import threading
+
+    from mie_pose.server import make_server
+
+    _, document = astronaut_result
+    server = make_server(SqliteDataplane(home), "127.0.0.1", 0, make_proxies=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = "http://%s:%d" % server.server_address[:2]
+        printed = json.loads(mie_pose(home, "--api", url, "results", document["asset_id"]).stdout)
+        assert printed == document
+        listing = mie_pose(home, "--api", url, "list").stdout
+        assert document["asset_id"] in listing and "Complete" in listing and "astronaut" in listing
+        missing = mie_pose(home, "--api", url, "results", "nope", check=False)
+        assert missing.returncode == 1 and "404" in missing.stderr and "Traceback" not in missing.stderr
+        spare = SqliteDataplane(home).create_asset({"Video": {"S3Bucket": "dataplane", "S3Key": "spare.mp4"}}, "spare.mp4")
+        assert mie_pose(home, "--api", url, "delete", spare).stdout.strip() == f"Deleted asset: {spare} from the dataplane"
+        assert spare not in mie_pose(home, "--api", url, "list").stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+    unreachable = mie_pose(home, "--api", "http://127.0.0.1:9", "list", check=False)
+    assert unreachable.returncode == 1 and "cannot reach the API" in unreachable.stderr

@@ -9,8 +9,12 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from . import __version__, schema
@@ -52,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mie-pose", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mie-pose {__version__}")
     parser.add_argument("--data-dir", help="dataplane folder (default: $MIE_POSE_HOME or ~/.mie-pose)")
+    parser.add_argument("--api", default=os.environ.get("MIE_POSE_API") or None, metavar="URL",
+                        help="read through this dataplane/workflow API (MIE's routes; `mie-pose serve`'s URL, "
+                             "default $MIE_POSE_API) instead of the local data dir: results, list, delete")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -170,16 +177,84 @@ def _prepare_browser_proxy(dataplane, asset_id: str) -> None:
         logging.getLogger("mie_pose.cli").warning("no browser proxy for %s: %s", asset_id, exc)
 
 
+class _Api:
+    """The few MIE routes the CLI reads, over HTTP (``--api``)."""
+
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+
+    def call(self, method: str, path: str, params: dict | None = None):
+        url = self.base + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        request = urllib.request.Request(url, method=method, headers={"Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310  (the user's URL)
+                body = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("Message") or exc.reason
+            except ValueError:
+                message = exc.reason
+            raise CliError(f"{method} {path}: {exc.code} {message}") from None
+        except urllib.error.URLError as exc:
+            raise CliError(f"cannot reach the API at {self.base}: {exc.reason}") from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body  # a view's string (Chalice sends it as it is)
+
+    def pages(self, path: str):
+        """MIE's pagination: follow ``cursor`` until a page has none."""
+        params = None
+        while True:
+            page = self.call("GET", path, params)
+            yield page
+            if "cursor" not in page:
+                return
+            params = {"cursor": page["cursor"]}
+
+
 def cmd_results(args) -> int:
-    dataplane = _dataplane(args)
-    json.dump(dataplane.read_document(args.asset_id, args.operator), sys.stdout)
+    if args.api:
+        document = None
+        for page in _Api(args.api).pages(f"/metadata/{urllib.parse.quote(args.asset_id)}/{urllib.parse.quote(args.operator)}"):
+            results = page["results"]
+            if document is None:
+                document = dict(results)
+            else:
+                document.setdefault("frames", []).extend(results.get("frames", []))
+    else:
+        document = _dataplane(args).read_document(args.asset_id, args.operator)
+    json.dump(document, sys.stdout)
     sys.stdout.write("\n")
+    return 0
+
+
+def _list_through_api(base: str) -> int:
+    api = _Api(base)
+    asset_ids = api.call("GET", "/metadata")["assets"] or []
+    if not asset_ids:
+        print("no assets yet")
+    for asset_id in asset_ids:
+        first = api.call("GET", f"/metadata/{urllib.parse.quote(asset_id)}")["results"]
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(first.get("Created") or 0)))
+        print(f"{asset_id}  {created}  {str(first.get('S3Key') or '').rsplit('/', 1)[-1]}")
+        for execution in reversed(api.call("GET", f"/workflow/execution/asset/{urllib.parse.quote(asset_id)}")):
+            record = api.call("GET", f"/workflow/execution/{urllib.parse.quote(execution['Id'])}")
+            line = f"    execution {record['Id']}  {record['Status']}"
+            progress = _running_progress(record)
+            if progress:
+                line += f"  {progress}"
+            if record.get("Message"):
+                line += f"  ({record['Message']})"
+            print(line)
     return 0
 
 
 def cmd_list(args) -> int:
     from .workflow.engine import mark_dead_runs
 
+    if args.api:
+        return _list_through_api(args.api)
     dataplane = _dataplane(args)
     assets = dataplane.list_assets()
     if not assets:
@@ -214,6 +289,9 @@ def cmd_delete(args) -> int:
     from .dataplane.base import Status
     from .workflow.engine import mark_dead_runs
 
+    if args.api:
+        print(_Api(args.api).call("DELETE", f"/metadata/{urllib.parse.quote(args.asset_id)}"))
+        return 0
     dataplane = _dataplane(args)
     dataplane.get_asset(args.asset_id)
     running = [e for e in mark_dead_runs(dataplane, dataplane.list_executions(args.asset_id)) if e["Status"] in Status.ACTIVE]

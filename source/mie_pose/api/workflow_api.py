@@ -345,7 +345,8 @@ def _put_workflow(services, workflow: dict, trigger: str = "api") -> dict:
     _build_workflow(services, workflow)
     _stamp(workflow, "WORKFLOW")
     workflow["Revisions"] = "1"
-    workflow["StateMachineArn"] = services.state_machine_arn or f"arn:mie-pose:local:stateMachine:{workflow['Name']}"
+    workflow["StateMachineArn"] = (workflow.get("StateMachineArn") or services.state_machine_arn
+                                   or f"arn:mie-pose:local:stateMachine:{workflow['Name']}")
     services.dataplane.put_registration("workflow", workflow["Name"], workflow)
     return workflow
 
