@@ -1026,3 +1026,23 @@ def test_phone_shows_the_video_first_without_bars(browser, synthetic, artifacts)
         assert abs(w / h - 16 / 9) < 0.02
     finally:
         context.close()
+
+
+def test_full_screen_keeps_the_skeletons_and_the_controls_band(page, synthetic, artifacts):
+    server, asset_id = synthetic["server"], synthetic["ids"]["jump"]
+    document = api_document(server, asset_id)
+    page.goto(f"{server.url}/#/asset/{asset_id}/pose")
+    wait_for_pose(page)
+    seek(page, 0.5)
+    page.click("#fullscreen")
+    page.wait_for_function("() => document.fullscreenElement?.classList.contains('stage')")
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    keypoints = document["frames"][1]["persons"][1]["keypoints"]
+    result = probe(page, keypoints)
+    page.screenshot(path=str(artifacts / "pose-fullscreen.png"))
+    assert all(result["hits"]) and result["letterboxInk"] == 0, result
+    x0, y0, w, h = result["picture"]
+    assert 70 <= result["video"][1] - h <= 74, result  # the band for the native controls stays under the picture
+    assert page.locator("#fullscreen").inner_text() == "Exit full screen"
+    page.keyboard.press("f")
+    page.wait_for_function("() => !document.fullscreenElement")

@@ -15,6 +15,7 @@ export const SHORTCUTS = [
   ['.', 'next sampled frame'],
   ['[ and ]', 'slower / faster'],
   ['i', 'show / hide track ids'],
+  ['f', 'full screen with the skeletons'],
 ];
 
 // A file name for downloads that says which video the results come from: "clip-PoseDetection.json".
@@ -69,6 +70,8 @@ function buildView(container, api, asset, document, mediaPromise, signal, onErro
   const next = el('button', { type: 'button', class: 'step', id: 'step-forward', 'aria-label': 'next sampled frame',
     title: 'next sampled frame (.)' }, 'frame ▶');
   const clock = el('output', { class: 'clock', 'aria-live': 'off' }, '0:00.0');
+  const fullscreen = el('button', { type: 'button', id: 'fullscreen', title: 'full screen with the skeletons (f)' },
+    'Full screen');
   const mediaNote = el('span', { class: 'muted media-note' });
   const status = el('p', { class: 'muted loading-note', role: 'status' });
   const summary = el('p', { class: 'summary' });
@@ -88,7 +91,7 @@ function buildView(container, api, asset, document, mediaPromise, signal, onErro
     el('div', { class: 'pose-layout' },
       el('div', { class: 'pose-main' },
         el('div', { class: 'stage-wrap' }, stage),
-        el('div', { class: 'controls player' }, previous, next, clock,
+        el('div', { class: 'controls player' }, previous, next, clock, fullscreen,
           el('label', { for: 'speed' }, 'speed'), speed,
           el('label', { for: 'threshold' }, 'keypoint confidence ≥'), slider, sliderValue,
           el('label', { class: 'row', for: 'show-ids' }, labels, 'track ids'), mediaNote),
@@ -138,6 +141,21 @@ function buildView(container, api, asset, document, mediaPromise, signal, onErro
     angles.setThreshold(value);
   });
   labels.addEventListener('change', () => poses.setOptions({ labels: labels.checked }));
+  const html = window.document; // (`document` here is the results document)
+  // Full screen is the stage's (video and overlay together): the video's own full screen would drop the
+  // skeletons, so it is swapped for the stage's.
+  const toggleFullscreen = () => {
+    if (html.fullscreenElement) html.exitFullscreen().catch(() => {});
+    else stage.requestFullscreen().catch(onError);
+  };
+  fullscreen.addEventListener('click', toggleFullscreen);
+  const onFullscreen = () => {
+    if (html.fullscreenElement === video) {
+      html.exitFullscreen().then(() => stage.requestFullscreen()).catch(() => {});
+    }
+    fullscreen.textContent = html.fullscreenElement === stage ? 'Exit full screen' : 'Full screen';
+  };
+  html.addEventListener('fullscreenchange', onFullscreen);
   const tick = () => { clock.textContent = formatClock(video.currentTime * 1000); };
   ['timeupdate', 'seeked'].forEach((name) => video.addEventListener(name, tick));
 
@@ -156,6 +174,8 @@ function buildView(container, api, asset, document, mediaPromise, signal, onErro
       if (i < 0 || i >= SPEEDS.length) return;
       speed.value = String(SPEEDS[i]);
       video.playbackRate = SPEEDS[i];
+    } else if (event.key === 'f') {
+      toggleFullscreen();
     } else if (event.key === 'i') {
       labels.checked = !labels.checked;
       poses.setOptions({ labels: labels.checked });
@@ -227,6 +247,8 @@ function buildView(container, api, asset, document, mediaPromise, signal, onErro
     },
     destroy() {
       window.removeEventListener('keydown', onKey);
+      window.document.removeEventListener('fullscreenchange', onFullscreen);
+      if (window.document.fullscreenElement === stage) window.document.exitFullscreen().catch(() => {});
       poses.destroy();
       timeline.destroy();
       angles.destroy();
