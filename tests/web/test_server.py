@@ -1,11 +1,15 @@
-"""The local server over real HTTP: API routes through the shared core, uploads, media ranges, safety."""
+"""The local server over real HTTP: API routes through the shared core, uploads, media ranges, caching, safety."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import shutil
 import subprocess
+import threading
+import time
+import uuid
 
 import pytest
 
@@ -13,24 +17,39 @@ from mie_pose import schema
 from mie_pose.api.core import ApiRequest, handle_request
 from mie_pose.api.routes import routes_as_json
 from mie_pose.dataplane import SqliteDataplane
+from mie_pose.server import make_server
+from mie_pose.storage import MediaLocation
 from mie_pose.video.proxy import browser_media, ensure_browser_proxy, source_path
 
 
 def request(server, method, path, body=None, headers=None):
-    """Send ``path`` exactly as given (http.client does not normalise ``..``); return (status, headers, bytes)."""
+    """Send ``path`` exactly as given (http.client does not normalise ``..``); return (status, headers, bytes).
+
+    The headers are http.client's message: names are case-insensitive, as in HTTP.
+    """
     connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        return response.status, response.headers, response.read()
     finally:
         connection.close()
 
 
 def get_json(server, path, method="GET", body=None, headers=None):
     status, head, data = request(server, method, path, body, headers)
-    assert head["Content-Type"] == "application/json", (path, head)
+    assert head["Content-Type"] == "application/json", (path, dict(head))
     return status, json.loads(data)
+
+
+def multipart(fields: dict, file_name: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body as a browser sends it: the fields, then the part named ``file``."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
+                 f'Content-Type: application/octet-stream\r\n\r\n'.encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +65,7 @@ def test_api_routes_answer_as_the_shared_core(live_server, analysed):
         status, body = get_json(live_server, path)
         expected = handle_request(ApiRequest("GET", path), live_server.server.services)
         assert (status, body) == (expected.status, expected.body), path
-    status, body = get_json(live_server, f"/metadata/{asset_id}")
+    status, body = get_json(live_server, f"/asset/{asset_id}")
     assert status == 200 and schema.OPERATOR_NAME in body["operators"]
 
 
@@ -63,46 +82,99 @@ def test_cursor_pages_join_into_the_document(live_server, analysed):
         assert status == 200
         frames += body["results"]["frames"]
         pages += 1
-        cursor = body["cursor"]
-        if cursor is None:
+        cursor = body.get("cursor")
+        if not cursor:
             break
     assert pages == (len(document["frames"]) + 1) // 2 and pages > 1
     assert frames == document["frames"]
     status, body = get_json(live_server, f"/metadata/{paged}/{schema.OPERATOR_NAME}?cursor=bm90LWpzb24")
-    assert status == 400 and "cursor" in body["error"]
+    assert status == 400 and "cursor" in body["Message"]
 
 
 def test_unknown_asset_is_404(live_server):
     for path in ("/asset/0123abcd", "/metadata/0123abcd", f"/metadata/0123abcd/{schema.OPERATOR_NAME}",
                  "/media/0123abcd", "/workflow/execution/0123abcd"):
         status, body = get_json(live_server, path)
-        assert status == 404 and body["error"], path
+        assert status == 404 and body["Code"] == "NotFoundError" and body["Message"], path
 
 
 def test_bad_json_and_bad_methods_are_4xx(live_server, analysed):
     headers = {"Content-Type": "application/json"}
     status, body = get_json(live_server, "/workflow/execution", "POST", b"{not json", headers)
-    assert status == 400 and "JSON" in body["error"]
+    assert status == 400 and "JSON" in body["Message"]
     status, body = get_json(live_server, "/workflow/execution", "POST", b"[1, 2]", headers)
     assert status == 400
     status, body = get_json(live_server, "/workflow/execution", "POST",
-                            json.dumps({"Input": {"AssetId": "0123abcd"}}).encode(), headers)
+                            json.dumps({"Name": "PoseWorkflow", "Input": {"AssetId": "0123abcd"}}).encode(), headers)
     assert status == 404
     status, body = get_json(live_server, "/asset", "DELETE")
-    assert status == 405 and body["error"]
+    assert status == 405 and body["Message"]
     status, body = get_json(live_server, f"/media/{analysed['astronaut']}", "POST", b"x")
     assert status == 405
+    connection = http.client.HTTPConnection(live_server.host, live_server.port, timeout=30)
+    connection.putrequest("POST", "/workflow/execution")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(2 * 1024 ** 2))  # over the 1 MiB of a JSON body: refused unread
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413 and json.loads(response.read())["Code"]
+    connection.close()
 
 
 def test_start_execution_runs_in_the_background(live_server, analysed):
     asset_id = analysed["black"]
     status, body = get_json(live_server, "/workflow/execution", "POST",
-                            json.dumps({"Input": {"AssetId": asset_id},
+                            json.dumps({"Name": "PoseWorkflow", "Input": {"AssetId": asset_id},
                                         "Configuration": {"FrameExtraction": {"MaxFrames": 2}}}).encode())
     assert status == 200 and body["Status"] == "Queued"
     live_server.server.workflows.join()
     status, execution = get_json(live_server, f"/workflow/execution/{body['Id']}")
-    assert status == 200 and execution["status"] == "Complete", execution
+    assert status == 200 and execution["Status"] == "Complete", execution
+
+
+# --- compression and caching ------------------------------------------------------------------------
+def test_text_is_gzipped_for_clients_that_accept_it(live_server, analysed):
+    for path in ("/routes.json", "/js/overlay.js", f"/metadata/{analysed['astronaut']}/{schema.OPERATOR_NAME}"):
+        status, head, zipped = request(live_server, "GET", path, headers={"Accept-Encoding": "gzip"})
+        _, plain_head, plain = request(live_server, "GET", path)
+        assert status == 200 and head["Content-Encoding"] == "gzip", path
+        assert plain_head["Content-Encoding"] is None and gzip.decompress(zipped) == plain, path
+        assert len(zipped) < len(plain), path
+    path = f"/media/{analysed['astronaut']}?variant=original"
+    status, head, body = request(live_server, "GET", path, headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and head["Content-Encoding"] is None  # media bytes stay addressable by range
+    assert body == source_path(live_server.dataplane, analysed["astronaut"]).read_bytes()
+
+
+def test_results_of_a_complete_execution_are_revalidated_not_refetched(live_server, analysed):
+    path = f"/metadata/{analysed['astronaut']}/{schema.OPERATOR_NAME}"
+    status, head, body = request(live_server, "GET", path)
+    assert status == 200 and head["Cache-Control"] == "private, no-cache" and head["ETag"].startswith('"')
+    status, again, empty = request(live_server, "GET", path, headers={"If-None-Match": head["ETag"]})
+    assert status == 304 and empty == b"" and again["ETag"] == head["ETag"]
+    status, _, same = request(live_server, "GET", path, headers={"If-None-Match": '"something-else"'})
+    assert status == 200 and same == body
+    # Lists change all the time: never stored.
+    status, head, _ = request(live_server, "GET", "/asset")
+    assert status == 200 and head["Cache-Control"] == "no-store"
+
+
+def test_results_while_an_execution_runs_are_not_cached(small_server, astronaut_mp4):
+    dataplane = small_server.dataplane
+    asset_id = dataplane.import_video(astronaut_mp4)
+    dataplane.store_metadata(asset_id, schema.OPERATOR_NAME, {"asset_id": asset_id, "frames": []}, page_frames=2)
+    execution = dataplane.create_execution(asset_id, "PoseWorkflow", ["FrameExtraction", "PoseDetection"])
+    running = dataplane.get_execution(execution)
+    assert running["Status"] not in ("Complete", "Error")
+    status, head, _ = request(small_server, "GET", f"/metadata/{asset_id}/{schema.OPERATOR_NAME}")
+    assert status == 200 and head["Cache-Control"] == "no-store"
+
+
+def test_static_files_have_etags_and_answer_304(live_server):
+    status, head, body = request(live_server, "GET", "/js/main.js")
+    assert status == 200 and head["ETag"] and head["Cache-Control"] == "no-cache"
+    status, _, empty = request(live_server, "GET", "/js/main.js", headers={"If-None-Match": head["ETag"]})
+    assert status == 304 and empty == b""
 
 
 # --- media: ranges and proxies ----------------------------------------------------------------------
@@ -129,8 +201,12 @@ def test_media_ranges(live_server, analysed):
     status, head, body = request(live_server, "GET", path, headers={"Range": f"bytes=0-{size + 999}"})
     assert status == 206 and body == data
 
+    status, head, body = request(live_server, "GET", path, headers={"Range": "lines=1-2"})
+    assert status == 200 and body == data  # a range we cannot serve: the whole file (RFC 9110)
+
     status, head, body = request(live_server, "GET", path, headers={"Range": f"bytes={size}-"})
     assert status == 416 and head["Content-Range"] == f"bytes */{size}"
+    assert json.loads(body)["Code"]
 
     status, head, body = request(live_server, "HEAD", path, headers={"Range": "bytes=0-9"})
     assert status == 206 and body == b"" and head["Content-Length"] == "10"
@@ -181,11 +257,12 @@ def test_without_ffmpeg_the_original_is_served_and_said_so(small_server, astrona
     "/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fpyproject.toml", "/webapp/../../pyproject.toml",
     "/%2e%2e%2f%2e%2e%2fdataplane.sqlite3", "/.git/config", "/..\\pyproject.toml", "/%00index.html",
     "/media/../dataplane.sqlite3", "/media/..%2fdataplane.sqlite3", "/media/%2e%2e", "/media/x/../../pyproject.toml",
+    "/%252e%252e/pyproject.toml", "/models/../../pyproject.toml",
 ])
 def test_traversal_is_refused(live_server, path):
     status, head, body = request(live_server, "GET", path)
     assert status in (400, 404), path
-    assert head["Content-Type"] == "application/json" and "error" in json.loads(body)
+    assert head["Content-Type"] == "application/json" and json.loads(body)["Code"]
     assert b"[project]" not in body and b"SQLite" not in body
 
 
@@ -200,10 +277,12 @@ def test_media_outside_the_data_dir_is_refused(live_server):
 
 def test_foreign_host_and_cross_origin_writes_are_refused(live_server):
     status, body = get_json(live_server, "/asset", headers={"Host": "evil.example:8080"})
-    assert status == 403
+    assert status == 403 and body["Code"] == "ForbiddenError"
     status, body = get_json(live_server, "/workflow/execution", "POST", b"{}",
                             {"Origin": "http://evil.example", "Content-Type": "text/plain"})
     assert status == 403
+    status, head, _ = request(live_server, "GET", "/asset")
+    assert status == 200 and head["X-Content-Type-Options"] == "nosniff"
 
 
 def test_static_app_and_config(live_server, analysed):
@@ -232,8 +311,31 @@ def test_upload_over_the_limit_is_413_before_reading(small_server):
     connection.putheader("Content-Length", str(50 * 1024 ** 3))
     connection.endheaders()  # no body is sent: the answer must come from the header alone
     response = connection.getresponse()
-    assert response.status == 413 and "limit" in json.loads(response.read())["error"]
+    assert response.status == 413 and "limit" in json.loads(response.read())["Message"]
     connection.close()
+
+
+def test_a_chunked_upload_is_stopped_at_the_limit(small_server):
+    sent = []
+
+    def body():
+        for _ in range(1000):  # 1000 x 10 kB, ten times the limit
+            sent.append(1)
+            yield b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 9988
+
+    connection = http.client.HTTPConnection(small_server.host, small_server.port, timeout=30)
+    try:
+        connection.request("POST", "/upload?name=big.mp4", body=body(), encode_chunked=True,
+                           headers={"Content-Type": "application/octet-stream"})
+        response = connection.getresponse()
+        status, message = response.status, json.loads(response.read())["Message"]
+    except (BrokenPipeError, ConnectionResetError):
+        status, message = 413, "the server closed the connection at the limit"
+    finally:
+        connection.close()
+    assert status == 413 and "limit" in message
+    assert len(sent) < 1000  # refused while streaming, not after the whole body
+    assert not list((small_server.dataplane.data_dir / "uploads").iterdir())
 
 
 @pytest.mark.parametrize("name, data", [
@@ -245,14 +347,19 @@ def test_upload_over_the_limit_is_413_before_reading(small_server):
 ])
 def test_upload_of_wrong_type_is_415(small_server, name, data):
     status, body = upload(small_server, name, data)
-    assert status == 415 and body["error"], name
+    assert status == 415 and body["Code"], name
+    form, kind = multipart({}, name, data)
+    status, body = get_json(small_server, "/upload", "POST", form, {"Content-Type": kind})
+    assert status == 415, name
 
 
 def test_upload_needs_a_name_and_a_video_that_decodes(small_server):
     status, body = upload(small_server, "", b"\x00\x00\x00\x18ftypmp42")
     assert status == 400
     status, body = upload(small_server, "broken.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2000)
-    assert status == 422 and "broken.mp4" in body["error"]
+    assert status == 422 and "broken.mp4" in body["Message"]
+    status, body = upload(small_server, "empty.mp4", b"")
+    assert status == 400
 
 
 def test_upload_creates_an_asset_and_runs_the_workflow(live_server, astronaut_mp4):
@@ -265,10 +372,77 @@ def test_upload_creates_an_asset_and_runs_the_workflow(live_server, astronaut_mp
     assert source_path(live_server.dataplane, asset_id).read_bytes() == data
     live_server.server.workflows.join()
     status, execution = get_json(live_server, f"/workflow/execution/{body['ExecutionId']}")
-    assert execution["status"] == "Complete", execution
+    assert execution["Status"] == "Complete", execution
     status, page = get_json(live_server, f"/metadata/{asset_id}/{schema.OPERATOR_NAME}")
     assert status == 200 and len(page["results"]["frames"]) == 3  # 3 s at 1 fps
     assert not list((live_server.dataplane.data_dir / "uploads").iterdir())  # temp files removed
+
+
+def test_a_browser_form_upload_creates_an_asset(live_server, astronaut_mp4):
+    data = astronaut_mp4.read_bytes()
+    form, kind = multipart({"analyze": "1", "fps": "1"}, "form clip.mp4", data)
+    status, body = get_json(live_server, "/upload", "POST", form, {"Content-Type": kind})
+    assert status == 201, body
+    assert live_server.dataplane.get_asset(body["AssetId"])["source_name"] == "form clip.mp4"
+    assert source_path(live_server.dataplane, body["AssetId"]).read_bytes() == data
+    live_server.server.workflows.join()
+    status, execution = get_json(live_server, f"/workflow/execution/{body['ExecutionId']}")
+    assert execution["Status"] == "Complete", execution
+
+
+def test_a_form_over_the_limit_is_413(small_server):
+    form, kind = multipart({}, "big.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200_000)
+    status, body = get_json(small_server, "/upload", "POST", form, {"Content-Type": kind})
+    assert status == 413 and "limit" in body["Message"]
+
+
+def test_mie_presigned_post_stores_the_object(small_server, astronaut_mp4):
+    """MIE's client flow: POST /upload (JSON) gives a presigned POST; the form POST then stores the file."""
+    status, presigned = get_json(small_server, "/upload", "POST",
+                                 json.dumps({"S3Bucket": "dataplane", "S3Key": "uploads/mie/clip.mp4"}).encode(),
+                                 {"Content-Type": "application/json"})
+    assert status == 200, presigned
+    url = presigned["url"]
+    assert url.endswith("/upload"), url
+    data = astronaut_mp4.read_bytes()[:90_000]  # under the server's 100 kB limit
+    form, kind = multipart(presigned["fields"], "clip.mp4", data)
+    status, head, body = request(small_server, "POST", "/upload", form, {"Content-Type": kind})
+    assert status == 204 and body == b""
+    location = MediaLocation(presigned["fields"]["bucket"], presigned["fields"]["key"])
+    assert small_server.dataplane.storage.read_bytes(location) == data
+    for key in ("../escape.mp4", "a/../../escape.mp4", "/abs.mp4"):
+        form, kind = multipart({"bucket": "dataplane", "key": key}, "x.mp4", data[:100])
+        status, body = get_json(small_server, "/upload", "POST", form, {"Content-Type": kind})
+        assert status == 400, key
+
+
+# --- life cycle -------------------------------------------------------------------------------------
+def test_shutdown_lets_the_request_in_flight_finish(tmp_path, astronaut_mp4):
+    server = make_server(SqliteDataplane(tmp_path / "home"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    data = astronaut_mp4.read_bytes()
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.putrequest("POST", "/upload?name=late.mp4")
+    connection.putheader("Content-Type", "application/octet-stream")
+    connection.putheader("Content-Length", str(len(data)))
+    connection.endheaders()
+    connection.send(data[:1000])
+    time.sleep(0.3)  # the server is reading the body now
+    stopper = threading.Thread(target=server.shutdown)
+    stopper.start()
+    time.sleep(0.5)
+    assert stopper.is_alive()  # waits for the upload
+    connection.send(data[1000:])
+    response = connection.getresponse()
+    assert response.status == 201 and json.loads(response.read())["AssetId"]
+    connection.close()
+    stopper.join(timeout=15)
+    assert not stopper.is_alive() and not thread.is_alive()
+    server.server_close()
+    with pytest.raises(OSError):
+        http.client.HTTPConnection(host, port, timeout=5).request("GET", "/asset")
 
 
 def test_a_video_ffmpeg_cannot_convert_is_served_as_it_is(small_server, bad_inputs):
