@@ -211,22 +211,40 @@ def local_api(tmp_path):
     method, path, headers and body so a test can check the SigV4 signature."""
     import threading
 
+    from requests.structures import CaseInsensitiveDict
+
     from mie_pose.dataplane import SqliteDataplane
     from mie_pose.server import make_server
-    from mie_pose.server.app import RequestHandler
 
     seen = []
-
-    class RecordingHandler(RequestHandler):
-        def _dispatch(self, method):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            seen.append((method, self.path, dict(self.headers.items()), body))
-            self.rfile = io.BufferedReader(io.BytesIO(body))  # the real handler reads the body again
-            super()._dispatch(method)
-
     server = make_server(SqliteDataplane(tmp_path / "home"), "127.0.0.1", 0, make_proxies=False)
-    server.RequestHandlerClass = RecordingHandler
+    inner = server.app
+
+    async def recording(scope, receive, send):
+        """ASGI middleware: keep each request's method, path, headers and body, then hand it on."""
+        if scope["type"] != "http":
+            return await inner(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        query = scope.get("query_string") or b""
+        path = scope["path"] + (f"?{query.decode()}" if query else "")
+        seen.append((scope["method"], path, CaseInsensitiveDict(
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}), body))
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await inner(scope, replay, send)
+
+    server.app = recording
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.seen = seen
@@ -365,7 +383,7 @@ def test_preflight_is_answered_with_the_route_methods_when_cors_is_on(monkeypatc
 
     monkeypatch.setenv("CORS_ORIGIN", "https://app.example.com")
     monkeypatch.setattr(api_lambda, "services_from_environment", lambda: pytest.fail("a preflight needs no services"))
-    answer = api_lambda.handler(_options("/asset"), None)
+    answer = api_lambda.handler(_options("/workflow/execution"), None)
     assert answer["statusCode"] == 204 and answer["body"] == ""
     headers = answer["headers"]
     assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
@@ -374,11 +392,11 @@ def test_preflight_is_answered_with_the_route_methods_when_cors_is_on(monkeypatc
                                                                         "X-Amz-Security-Token"}
     assert int(headers["Access-Control-Max-Age"]) > 0
     path = api_lambda.handler(_options("/metadata/a1/PoseDetection"), None)["headers"]["Access-Control-Allow-Methods"]
-    assert path == "GET,OPTIONS"
+    assert path == "DELETE,GET,OPTIONS"
     # The same headers API Gateway's mock integration answers with.
     from mie_pose.aws.openapi import api_body
 
-    mock = api_body()["paths"]["/asset"]["options"]["Fn::If"][1]["x-amazon-apigateway-integration"]
+    mock = api_body()["paths"]["/workflow/execution"]["options"]["Fn::If"][1]["x-amazon-apigateway-integration"]
     parameters = mock["responses"]["default"]["responseParameters"]
     for name in ("Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age"):
         assert parameters[f"method.response.header.{name}"] == f"'{headers[name]}'"

@@ -204,7 +204,12 @@ def test_upload_runs_the_workflow_and_the_api_reads_pages_with_cursors(moto_stac
 
 def test_upload_trigger_decodes_keys_and_starts_the_workflow(moto_stack, vtest_5s_mp4):
     stack = moto_stack
-    stack.queue_endpoint_results([pose_container_answer(10)])  # default PageFrames 100: one chunk of 10
+    # Default PageFrames 100: one chunk of 10 frames, sent in requests of the client's first planned size,
+    # then the rest (the client sizes requests to the endpoint's 60 s limit).
+    from mie_pose.backends.sagemaker_endpoint import DEFAULT_MAX_BATCH
+
+    first = min(DEFAULT_MAX_BATCH, 10)
+    stack.queue_endpoint_results([pose_container_answer(first)] + ([pose_container_answer(10 - first)] if first < 10 else []))
     started = upload_and_trigger(stack, vtest_5s_mp4, "incoming/my clip+1.mp4")
     described = stack.wait(started["WorkflowExecutionId"])
     assert described["status"] == "SUCCEEDED", described.get("error")
