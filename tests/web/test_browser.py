@@ -410,8 +410,11 @@ def test_unknown_asset_after_a_real_one_clears_the_video_and_keeps_the_error(pag
     assert page.locator("video").count() == 0, "the old video stays on screen"
     # An execution is running, so the list refreshes every 1.5 s: the error must survive those refreshes.
     calls = len(list_calls)
-    page.wait_for_timeout(3500)
-    assert len(list_calls) >= calls + 2, "the asset list did not refresh"
+    deadline = time.monotonic() + 10
+    while len(list_calls) < calls + 2:
+        assert time.monotonic() < deadline, "the asset list did not refresh"
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(300)  # let the last refresh render
     assert "0123456789abcdef" in (error_bar(page) or ""), "a list refresh hid the error"
     page.screenshot(path=str(artifacts / "error-unknown-asset.png"))
     # Going to a real asset clears it.
@@ -858,8 +861,9 @@ def test_analyse_sends_the_chosen_fps_and_backend(page, synthetic):
     page.fill("#analyse-fps", "1.5")
     page.select_option("#analyse-backend", "blazepose")
     page.click("#analyse")
-    page.wait_for_function("() => true")
-    page.wait_for_timeout(300)
+    deadline = time.monotonic() + 10
+    while not sent and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
     assert sent and sent[0]["Input"] == {"AssetId": asset_id}
     assert sent[0]["Configuration"] == {"FrameExtraction": {"FPS": 1.5}, "PoseDetection": {"Backend": "blazepose"}}
 
@@ -914,10 +918,12 @@ def test_results_are_drawn_as_their_pages_arrive(page, synthetic):
     assert "so far" in page.locator(".loading-note").inner_text()
     seek(page, 1.0)
     assert page.get_attribute("canvas.pose-overlay", "data-persons") == "5"
-    while held:
-        held.pop().continue_()
-        page.wait_for_timeout(200)
-    page.wait_for_selector("[data-complete=true]")
+    deadline = time.monotonic() + 30
+    while not page.locator("[data-complete=true]").count():  # release the held pages one by one
+        assert time.monotonic() < deadline, "the document never completed"
+        if held:
+            held.pop().continue_()
+        page.wait_for_timeout(100)
     assert page.locator("table.people tbody tr").count() == 20
     assert page.locator(".loading-note").inner_text() == ""
 
