@@ -1052,3 +1052,17 @@ def test_full_screen_keeps_the_skeletons_and_the_controls_band(page, synthetic, 
     assert page.locator("#fullscreen").inner_text() == "Exit full screen"
     page.keyboard.press("f")
     page.wait_for_function("() => !document.fullscreenElement")
+
+
+def test_progress_from_the_dataplanes_own_record(page, synthetic):
+    """The same, unmocked: the engine's progress write (update_execution(progress=...)) reaches the list."""
+    server, dataplane, asset_id = synthetic["server"], synthetic["dataplane"], synthetic["ids"]["running"]
+    execution = synthetic["execution"]
+    dataplane.update_execution(execution, stage="PoseDetectionStage", stage_status="Started", progress=(5, 50))
+    page.goto(f"{server.url}/")
+    text = page.locator(f"#asset-list li[data-asset-id='{asset_id}'] .progress-text")
+    text.wait_for()
+    assert text.inner_text().startswith("PoseDetection: 5 / 50 frames")
+    dataplane.update_execution(execution, stage="PoseDetectionStage", progress=(25, 50))
+    page.wait_for_function(f"() => /PoseDetection: 25 \\/ 50 frames · about \\d+ s left/.test("
+                           f"document.querySelector(\"#asset-list li[data-asset-id='{asset_id}'] .progress-text\").textContent)")
