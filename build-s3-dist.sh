@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (and upload) the mie-pose deployment assets, laid out as AWS Media Insights Engine lays them out.
 #
-#   ./build-s3-dist.sh [--no-upload] [--models-dir DIR | --build-models] DIST_BUCKET_PREFIX VERSION REGION
+#   ./build-s3-dist.sh [--no-upload] [--models-dir DIR | --build-models] [--lambda-runtime RUNTIME]
+#                      DIST_BUCKET_PREFIX VERSION REGION
 #
 #   deployment/global-s3-assets/    mie-pose.template (bucket and version filled in), pose-workflow.asl.json
 #   deployment/regional-s3-assets/  mie-pose-lambda.zip, opencv-layer.zip, ffmpeg-layer.zip, models/<container>/model.tar.gz
@@ -9,12 +10,14 @@
 # Without --no-upload both folders are copied to s3://DIST_BUCKET_PREFIX-REGION/mie-pose/VERSION/ with
 # `aws s3 cp` (the bucket must exist, in REGION). Model weights: --models-dir DIR (or MIE_POSE_MODELS_DIR)
 # holds the exported networks from `python models/build_model_tarballs.py --no-pack --out DIR`;
-# --build-models runs that script with the pretrained GluonCV weights.
+# --build-models runs that script with the pretrained GluonCV weights. --lambda-runtime (default python3.11)
+# is every function's runtime; the layers are built for it. The build fails when a function's code and
+# layers unzip past Lambda's 250 MB.
 # Environment: PYTHON (default: .venv/bin/python, else python3), MIE_POSE_DIST_DIR (default: deployment/).
 set -euo pipefail
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -29,6 +32,9 @@ while [[ $# -gt 0 ]]; do
             [[ $# -ge 2 ]] || { echo "error: --models-dir needs a folder" >&2; exit 2; }
             extra+=(--models-dir "$2"); shift 2 ;;
         --build-models) extra+=(--build-models); shift ;;
+        --lambda-runtime)
+            [[ $# -ge 2 ]] || { echo "error: --lambda-runtime needs a runtime (e.g. python3.11)" >&2; exit 2; }
+            extra+=(--lambda-runtime "$2"); shift 2 ;;
         -h|--help) usage ;;
         -*) echo "error: unknown option $1" >&2; usage ;;
         *) positional+=("$1"); shift ;;

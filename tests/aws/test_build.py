@@ -10,7 +10,11 @@ import sys
 import tarfile
 import zipfile
 
-from .conftest import ROOT
+from packaging.requirements import Requirement
+
+from .conftest import ROOT, load_build_assets
+
+build_assets = load_build_assets()
 
 SCRIPT = ROOT / "build-s3-dist.sh"
 
@@ -53,8 +57,15 @@ def test_build_without_upload_writes_every_asset(tmp_path):
     with zipfile.ZipFile(regional / "opencv-layer.zip") as archive:
         names = archive.namelist()
     assert any(n.startswith("python/cv2/") for n in names) and any(n.startswith("python/numpy/") for n in names)
-    assert any(n.startswith("python/numpy-1.23.5.dist-info/") for n in names)
     assert any("cpython-311-x86_64-linux-gnu" in n for n in names)
+    assert not any(n.startswith(("python/cv2/data/", "python/bin/")) for n in names)  # pruned
+    # numpy and OpenCV in the base package's ranges (pyproject.toml), whatever they are.
+    base = build_assets._layer_builder().base_dependencies()
+    for package in ("numpy", "opencv-python-headless"):
+        versions = [n.split("/")[1].removesuffix(".dist-info").rsplit("-", 1)[1] for n in names
+                    if n.startswith(f"python/{package.replace('-', '_')}-") and n.endswith(".dist-info/METADATA")]
+        assert len(versions) == 1 and Requirement(base[package]).specifier.contains(versions[0]), (package, versions)
+    assert "scipy" not in {n.split("/")[1] for n in names}
 
     # The BrowserProxy function's layer: imageio-ffmpeg's static ffmpeg, executable once unzipped.
     with zipfile.ZipFile(regional / "ffmpeg-layer.zip") as archive:
@@ -62,6 +73,14 @@ def test_build_without_upload_writes_every_asset(tmp_path):
         unzipped = sum(i.file_size for i in archive.infolist())
     assert len(binaries) == 1 and binaries[0].external_attr >> 16 & 0o111 == 0o111
     assert unzipped < 150e6  # plus the function's code, well under Lambda's 250 MB
+
+    # Every function's code + layers, as the template attaches them, fit Lambda's unzipped limit.
+    assert "code + layers unzip to" in result.stdout
+    sizes = build_assets.check_function_sizes(template, regional)
+    assert set(sizes) == {n for n, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    assert max(sizes.values()) < build_assets.LAMBDA_UNZIPPED_LIMIT
+    assert all(template["Resources"][n]["Properties"]["Runtime"] == {"Ref": "LambdaRuntime"} for n in sizes)
+    assert template["Parameters"]["LambdaRuntime"]["AllowedValues"] == ["python3.11"]
 
     for container in ("person-detector-yolo3", "pose-estimator-alphapose"):
         with tarfile.open(regional / "models" / container / "model.tar.gz") as tar:
@@ -91,3 +110,42 @@ def test_upload_needs_the_aws_cli(tmp_path):
     result = _run("my-dist", "v1", "us-east-1", env={"PATH": str(bin_dir), "MIE_POSE_DIST_DIR": str(tmp_path),
                                                      "PYTHON": sys.executable})
     assert result.returncode != 0 and "aws CLI" in result.stderr
+
+
+def test_a_function_over_lambdas_unzipped_limit_fails_the_build(tmp_path):
+    template = {"Resources": {
+        "Layer": {"Type": "AWS::Lambda::LayerVersion", "Properties": {"Content": {"S3Key": "v/big-layer.zip"}}},
+        "Small": {"Type": "AWS::Lambda::Function", "Properties": {"Code": {"S3Key": "v/code.zip"}}},
+        "Big": {"Type": "AWS::Lambda::Function", "Properties": {"Code": {"S3Key": "v/code.zip"},
+                                                                "Layers": [{"Ref": "Layer"}]}}}}
+    for name, size in (("code.zip", 1000), ("big-layer.zip", 5000)):
+        with zipfile.ZipFile(tmp_path / name, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("python/blob.bin", b"\0" * size)  # compresses to almost nothing: unzipped counts
+    assert build_assets.check_function_sizes(template, tmp_path, limit=10_000) == {"Small": 1000, "Big": 6000}
+    try:
+        build_assets.check_function_sizes(template, tmp_path, limit=6000)
+    except build_assets.BuildError as exc:
+        assert "Big 6,000" in str(exc) and "Small" not in str(exc)
+    else:
+        raise AssertionError("6,000 bytes against a 6,000 byte limit must fail")
+
+
+def test_layer_versions_come_from_the_base_package(tmp_path):
+    builder = build_assets._layer_builder()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\ndependencies = ["numpy>=2.1", "Opencv_Python-Headless>=4.10,<5; '
+                         'python_version >= \'3.11\'"]\n')
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# comment\nnumpy\nopencv-python-headless\nimageio-ffmpeg==0.7.0\n")
+    assert builder.layer_requirements(requirements, pyproject) == [
+        "numpy>=2.1", "Opencv_Python-Headless>=4.10,<5", "imageio-ffmpeg==0.7.0"]
+    requirements.write_text("scipy\n")
+    try:
+        builder.layer_requirements(requirements, pyproject)
+    except ValueError as exc:
+        assert "scipy" in str(exc)
+    else:
+        raise AssertionError("a bare name that pyproject.toml does not list must fail")
+    # Python 3.11 Lambdas run on Amazon Linux 2 (glibc 2.26): manylinux2014 wheels only.
+    assert builder.platform_args("python3.11")[:2] == ["--platform", "manylinux2014_x86_64"]
+    assert "manylinux_2_28_x86_64" not in builder.platform_args("python3.11")
