@@ -251,3 +251,28 @@ def test_delete_asset_on_dynamodb_removes_items_and_objects(dataplane):
     assert dataplane.list_executions(asset_id) == []
     with pytest.raises(UnknownAsset):
         dataplane.get_asset(asset_id)
+
+
+def test_concurrent_execution_updates_are_all_kept(sqlite_dataplane):
+    """The API's threads and the workflow worker write the same record; no update may be lost or refused."""
+    import threading
+
+    asset_id = sqlite_dataplane.create_asset({"Video": {"S3Bucket": "b", "S3Key": "k"}}, "k")
+    execution_id = sqlite_dataplane.create_execution(asset_id, "PoseWorkflow", [f"S{n}" for n in range(8)])
+    errors = []
+
+    def write(stage):
+        try:
+            for done in range(1, 26):
+                SqliteDataplane(sqlite_dataplane.data_dir).update_execution(execution_id, stage=stage, progress=(done, 25))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(f"S{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    stages = sqlite_dataplane.get_execution(execution_id)["Workflow"]["Stages"]
+    assert all(stages[f"S{n}"]["Progress"] == {"FramesDone": 25, "FramesTotal": 25} for n in range(8))

@@ -491,8 +491,8 @@ def start_execution(request, services):
         asset_id = dataplane.create_asset({media_type: location}, str(location["S3Key"]).rsplit("/", 1)[-1])
     per_operator = {op: values for stage in configuration.values() for op, values in stage.items()}
     execution_id = services.start_workflow(asset_id, per_operator, definition_of(services, workflow))
-    if configuration:
-        dataplane.update_execution(execution_id, configuration=configuration)
+    # The stages get the overrides (whatever the runner did); the record keeps what was asked, as MIE's does.
+    dataplane.update_execution(execution_id, configuration=configuration or None, requested_configuration=configuration)
     return 200, dataplane.get_execution(execution_id)
 
 

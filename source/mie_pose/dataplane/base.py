@@ -88,13 +88,16 @@ def new_execution_record(execution_id: str, asset_id: str, workflow_name: str, s
 def apply_execution_update(record: dict, *, status: str | None = None, stage: str | None = None,
                            stage_status: str | None = None, stage_output=None, message: str | None = None,
                            progress: tuple | None = None, configuration: dict | None = None,
-                           worker: dict | None = None) -> dict:
+                           worker: dict | None = None, requested_configuration: dict | None = None) -> dict:
     """Apply one update to an execution record in MIE's shape (every dataplane stores it so).
 
     A stage that starts becomes ``CurrentStage`` and gets the workflow's Globals as its Input; a stage given
     its outputs records them as ``Outputs`` (a list, MIE's) and rolls their Media and MetaData up into
     Globals, as MIE's ``complete_stage_execution`` does. ``progress`` = (frames done, frames total or None)
-    on the stage. ``configuration`` = MIE's ``{stage: {operation: {...}}}`` overrides for the stages.
+    on the stage, whose ``Metrics`` get ``StartTime`` and ``EndTime`` (epoch seconds) as it starts and ends.
+    ``configuration`` = MIE's ``{stage: {operation: {...}}}`` overrides merged into the stages;
+    ``requested_configuration`` replaces the record's top-level ``Configuration`` (MIE keeps there what the
+    request gave).
     """
     stages = record.setdefault("Workflow", {}).setdefault("Stages", {})
     for stage_name, operations in (configuration or {}).items():
@@ -102,6 +105,8 @@ def apply_execution_update(record: dict, *, status: str | None = None, stage: st
             record.setdefault("Configuration", {}).setdefault(stage_name, {}).setdefault(operation, {}).update(values)
             if stage_name in stages:
                 stages[stage_name].setdefault("Configuration", {}).setdefault(operation, {}).update(values)
+    if requested_configuration is not None:
+        record["Configuration"] = copy.deepcopy(requested_configuration)
     if stage is not None:
         entry = stages.setdefault(stage, {"Name": stage, "Operations": [], "Configuration": {}, "Metrics": {},
                                           "MetaData": {}, "AssetId": record.get("AssetId"),
@@ -215,7 +220,7 @@ class Dataplane(abc.ABC):
     def update_execution(self, execution_id: str, *, status: str | None = None, stage: str | None = None,
                          stage_status: str | None = None, stage_output=None, message: str | None = None,
                          progress: tuple | None = None, configuration: dict | None = None,
-                         worker: dict | None = None) -> None:
+                         worker: dict | None = None, requested_configuration: dict | None = None) -> None:
         """Apply ``apply_execution_update`` to the stored record (UnknownExecution if there is none)."""
 
     @abc.abstractmethod

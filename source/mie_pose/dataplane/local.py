@@ -124,6 +124,9 @@ class SqliteDataplane(Dataplane):
 
     def update_execution(self, execution_id, **changes) -> None:
         with self._db() as db:
+            # Read and write in one immediate transaction: the API's threads and the workflow worker (its
+            # progress every half second) update the same record.
+            db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT record FROM workflow_executions WHERE execution_id = ?", (execution_id,)).fetchone()
             if row is None:
                 raise UnknownExecution(f"Exception: workflow execution '{execution_id}' not found")
@@ -161,6 +164,7 @@ class SqliteDataplane(Dataplane):
         key = metadata_key(asset_id, workflow_id, operator_name)
         body = json.dumps(results)
         with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
             if not paginate:
                 self._publish(db, asset_id, operator_name, workflow_id, [body])
                 return {"Status": "Success", "Bucket": MEDIA_BUCKET, "Key": key}
