@@ -9,10 +9,12 @@ import io
 import json
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from mie_pose.backends import sagemaker_endpoint as endpoint
-from mie_pose.backends.sagemaker_endpoint import EndpointTimeout, SageMakerEndpointBackend
+pytest.importorskip("botocore")
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError  # noqa: E402
+
+from mie_pose.backends import sagemaker_endpoint as endpoint  # noqa: E402
+from mie_pose.backends.sagemaker_endpoint import EndpointTimeout, SageMakerEndpointBackend  # noqa: E402
 
 
 def _answer(count: int) -> bytes:
