@@ -423,3 +423,68 @@ def test_every_answer_carries_the_origin_when_cors_is_on(monkeypatch):
         assert headers["Access-Control-Allow-Origin"] == "https://app.example.com" and headers["Vary"] == "Origin"
     monkeypatch.delenv("CORS_ORIGIN")
     assert api_lambda.response_to_proxy(ApiResponse(200, {}))["headers"] == {"Content-Type": "application/json"}
+
+
+class FakeStepFunctions:
+    def __init__(self, status: str, output: dict | None = None, error: str = "", cause: str = ""):
+        self.described = {"status": status, "output": json.dumps(output or {}), "error": error, "cause": cause}
+        self.started = []
+
+    def describe_execution(self, executionArn):  # noqa: N803
+        return dict(self.described, executionArn=executionArn)
+
+    def start_execution(self, **kwargs):
+        self.started.append(kwargs)
+        return {"executionArn": f"arn:aws:states:us-east-1:123456789012:execution:wf:{kwargs['name']}"}
+
+
+def test_async_start_and_monitor_answer_as_mies_state_machine_expects(mocked, tmp_path):
+    """Start: Skipped without launching anything when MIE's filter would skip; a refused backend is an
+    Error. Monitor: Executing with the stage's Progress while the fan-out runs, then Complete with the
+    commit's MetaData, or Error with the failure's own words."""
+    from mie_pose.aws.async_operator import AsyncOperator
+    from mie_pose.aws.pose_detection import deployed_backend_only
+    from mie_pose.operators import pose_inference
+    from mie_pose.operators.runtime import OperatorRuntime
+    from mie_pose.storage import LocalStorage, MediaLocation
+
+    dataplane, _ = _dataplane()
+    storage = LocalStorage(tmp_path / "storage")
+    runtime = OperatorRuntime(storage=storage, dataplane=dataplane)
+    asset_id = dataplane.create_asset({"Video": {"S3Bucket": "media", "S3Key": "v.mp4"}}, "v.mp4")
+    execution_id = dataplane.create_execution(asset_id, "PoseWorkflow", ["FrameExtractionStage", "PoseDetectionStage"])
+    event = {"Name": "PoseDetection", "AssetId": asset_id, "WorkflowExecutionId": execution_id, "Status": "Started",
+             "Input": {"Media": {"Video": {"S3Bucket": "media", "S3Key": "v.mp4"},
+                                 "Frames": {"S3Bucket": "media", "S3Key": "m.json"}}, "MetaData": {}},
+             "Configuration": {"MediaType": "Video", "Enabled": True, "PageFrames": 5}, "MetaData": {}, "Media": {}}
+
+    def adapter(sfn):
+        return AsyncOperator(pose_inference.OPERATOR, check=deployed_backend_only, runtime_factory=lambda: runtime,
+                             sfn_factory=lambda: sfn)
+
+    idle = FakeStepFunctions("RUNNING")
+    assert adapter(idle).handler({**event, "Configuration": {"Enabled": False}})["Status"] == "Skipped"
+    refused = adapter(idle).handler({**event, "Configuration": {"Backend": "topdown"}})
+    assert refused["Status"] == "Error" and "not deployed on AWS" in refused["MetaData"]["PoseDetectionError"]
+    assert idle.started == []
+
+    # Executing, as the start left it: 12 frames in chunks of 5, one chunk staged so far.
+    job = pose_inference.OPERATOR.job(event, aws=True)
+    plan = {"Items": pose_inference.plan_chunks(12, 5), "FrameCount": 12, "Backend": "sagemaker", "Bucket": "media"}
+    plan_at = MediaLocation("media", f"{job.scratch_prefix()}PoseDetection/plan.json")
+    storage.write_bytes(plan_at, json.dumps(plan).encode())
+    storage.write_bytes(pose_inference.staged_page(job, "media", 0), b"{}")
+    executing = {**event, "Status": "Executing", "MetaData": {
+        "PoseDetectionFanOut": "arn:aws:states:us-east-1:123456789012:execution:wf:x", "PoseDetectionPlan": plan_at.to_event()}}
+    out = adapter(idle).handler(executing)
+    assert out["Status"] == "Executing" and out["MetaData"] == executing["MetaData"]
+    stage = dataplane.get_execution(execution_id)["Workflow"]["Stages"]["PoseDetectionStage"]
+    assert stage["Progress"] == {"FramesDone": 5, "FramesTotal": 12}
+
+    done = adapter(FakeStepFunctions("SUCCEEDED", {"Media": {}, "MetaData": {"Frames": 12, "Tracks": 2}})).handler(executing)
+    assert done["Status"] == "Complete" and done["MetaData"]["Tracks"] == 2
+    assert set(done) == {"Name", "AssetId", "WorkflowExecutionId", "Input", "Configuration", "Status", "MetaData", "Media"}
+    cleaned = adapter(FakeStepFunctions("SUCCEEDED", {"Error": "frame 7 is not a readable JPEG"})).handler(executing)
+    assert cleaned["Status"] == "Error" and cleaned["Message"] == "frame 7 is not a readable JPEG"
+    failed = adapter(FakeStepFunctions("FAILED", error="States.Timeout", cause="took too long")).handler(executing)
+    assert failed["Status"] == "Error" and "took too long" in failed["Message"]
