@@ -228,19 +228,19 @@ def warp_affine(rgb: np.ndarray, matrix: np.ndarray, size, origin=(0, 0)) -> np.
     sx, sy = (fixed_x >> 5) - int(origin[0]), (fixed_y >> 5) - int(origin[1])
     ax, ay = fixed_x & 31, fixed_y & 31
 
-    height, width = rgb.shape[:2]
-    padded = np.zeros((height + 2, width + 2, rgb.shape[2]), dtype=np.int64)
+    height, width, channels = rgb.shape
+    # One black border around the image: every out-of-image sample reads 0 (BORDER_CONSTANT).
+    padded = np.zeros((height + 2, width + 2, channels), dtype=np.int32)
     padded[1:-1, 1:-1] = rgb
-
-    def sample(dy, dx):
-        return padded[np.clip(sy + dy + 1, 0, height + 1), np.clip(sx + dx + 1, 0, width + 1)]
-
-    w00 = ((32 - ay) * (32 - ax) * 32)[..., None]
-    w01 = ((32 - ay) * ax * 32)[..., None]
-    w10 = (ay * (32 - ax) * 32)[..., None]
-    w11 = (ay * ax * 32)[..., None]
-    value = sample(0, 0) * w00 + sample(0, 1) * w01 + sample(1, 0) * w10 + sample(1, 1) * w11
-    return np.clip((value + (1 << 14)) >> 15, 0, 255).astype(np.uint8)
+    pixels = padded.reshape(-1, channels)
+    columns = [np.clip(sx + dx, -1, width) + 1 for dx in (0, 1)]
+    rows = [(np.clip(sy + dy, -1, height) + 1) * (width + 2) for dy in (0, 1)]
+    ax, ay = ax.astype(np.int32), ay.astype(np.int32)
+    weights = {(0, 0): (32 - ay) * (32 - ax), (0, 1): (32 - ay) * ax, (1, 0): ay * (32 - ax), (1, 1): ay * ax}
+    value = np.full((out_h, out_w, channels), 1 << 14, dtype=np.int32)
+    for (dy, dx), weight in weights.items():
+        value += pixels[(rows[dy] + columns[dx]).ravel()].reshape(out_h, out_w, channels) * (weight * 32)[..., None]
+    return np.clip(value >> 15, 0, 255).astype(np.uint8)
 
 
 def crop_person(rgb: np.ndarray, box, size=INPUT_SIZE):
