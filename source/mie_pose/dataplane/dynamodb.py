@@ -44,6 +44,7 @@ TABLE_KEYS = {
 }
 EXECUTIONS_BY_ASSET_INDEX = "asset_id-created"
 INLINE_LIMIT = 300_000
+UPDATE_ATTEMPTS = 20
 
 
 class StagedDocument(NamedTuple):
@@ -150,10 +151,21 @@ class DynamoDataplane(Dataplane):
         return execution_id
 
     def update_execution(self, execution_id, **changes) -> None:
-        # Stages run one after another, so read-modify-write cannot race with another writer of the record.
-        record = _execution_dict(self._get_execution_item(execution_id))
-        apply_execution_update(record, **changes)
-        self.client.put_item(TableName=self.executions_table, Item=_execution_item(record))
+        # Read-modify-write with optimistic locking: the API, the operators' Lambdas and their monitors (Progress)
+        # may update the same record at once; a write that lost the race reads again and reapplies.
+        for _ in range(UPDATE_ATTEMPTS):
+            item = self._get_execution_item(execution_id)
+            revision = int(item.get("revision", {}).get("N", "0"))
+            record = apply_execution_update(_execution_dict(item), **changes)
+            new_item = {**_execution_item(record), "revision": {"N": str(revision + 1)}}
+            condition = ({"ConditionExpression": "revision = :r", "ExpressionAttributeValues": {":r": {"N": str(revision)}}}
+                         if "revision" in item else {"ConditionExpression": "attribute_not_exists(revision)"})
+            try:
+                self.client.put_item(TableName=self.executions_table, Item=new_item, **condition)
+                return
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue
+        raise DataplaneError(f"workflow execution {execution_id}: {UPDATE_ATTEMPTS} concurrent updates in a row won")
 
     def get_execution(self, execution_id: str) -> dict:
         return _execution_dict(self._get_execution_item(execution_id))
