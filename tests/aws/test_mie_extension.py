@@ -172,7 +172,8 @@ def test_template_registers_through_mies_custom_resource(built_template):
                                   for name, stage in definition["Stages"].items()}
     policies = {name: r for name, r in template["Resources"].items()
                 if r.get("Condition") == "Extension" and r["Type"] == "AWS::IAM::Policy"}
-    assert set(policies) == {"MieMediaPolicy", "MieResultsPolicy"}
+    assert set(policies) == {"MieMediaPolicy", "MieResultsPolicy", "MieItemsPolicy"}
+    assert policies["MieItemsPolicy"]["Properties"]["Roles"] == [{"Ref": "StateMachineRole"}]  # the ItemReader
     assert policies["MieResultsPolicy"]["Properties"]["Roles"] == [{"Ref": "PoseDetectionRole"}]
     # In extension mode the operator functions write to MIE's dataplane API.
     for function in ("FrameExtractionFunction", "PoseDetectionFunction"):
