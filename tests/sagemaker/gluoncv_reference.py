@@ -36,6 +36,34 @@ def pose_of(pose_net, image, class_ids, scores, boxes, threshold):
              "confidence": k.asnumpy()[:, 0].tolist()} for box, c, k in zip(crop_boxes, coords, confidence)]
 
 
+def compare_crops(image, count: int, pose_code: str) -> dict:
+    """Network inputs of GluonCV's AlphaPose cropper and of the pose container's code for ``count`` random
+    boxes (some running off the image): how many were compared and the largest difference."""
+    import importlib.util
+
+    from gluoncv.data.transforms.pose import alpha_pose_detection_processor, alpha_pose_image_cropper
+
+    spec = importlib.util.spec_from_file_location("pose_container_code", pose_code)
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(0)
+    compared, largest = 0, 0.0
+    for _ in range(count):
+        x0, y0 = rng.uniform(-20, width - 10), rng.uniform(-20, height - 10)
+        box = np.array([[x0, y0, x0 + rng.uniform(3, width / 2), y0 + rng.uniform(3, height)]], dtype=np.float32)
+        boxes, scores = alpha_pose_detection_processor(image, mx.nd.array(box), mx.nd.zeros((1, 1)),
+                                                       mx.nd.ones((1, 1)), thr=0.5)
+        theirs, crop_boxes = alpha_pose_image_cropper(image, boxes, scores)
+        crop, crop_box = code.crop_person(image, box[0].tolist())
+        if crop is None:
+            continue
+        assert tuple(crop_boxes[0]) == tuple(float(v) for v in crop_box), (crop_boxes[0], crop_box)
+        largest = max(largest, float(np.abs(theirs[0].asnumpy() - code.to_input(crop)).max()))
+        compared += 1
+    return {"compared": compared, "max_abs_difference": largest}
+
+
 def main(model_dir, cases_path, out_path) -> int:
     model_dir = Path(model_dir)
     detector, pose_net = load(model_dir / "person-detector-yolo3"), load(model_dir / "pose-estimator-alphapose")
@@ -52,6 +80,8 @@ def main(model_dir, cases_path, out_path) -> int:
             best = mx.nd.array(best[:case["max_persons"]], dtype="int32")
             result["chain"] = pose_of(pose_net, image, class_ids[:, best], scores[:, best], boxes[:, best],
                                       case["threshold"])
+        if case.get("random_crops"):  # GluonCV's crop vs the pose container's, on random boxes
+            result["random_crops"] = compare_crops(image, case["random_crops"], case["pose_code"])
         if case.get("boxes"):  # the pose stage on given person boxes (random weights find no person)
             count = len(case["boxes"])
             result["given"] = pose_of(pose_net, image, mx.nd.zeros((1, count, 1)), mx.nd.ones((1, count, 1)),

@@ -35,6 +35,8 @@ VTEST_SHORT = 320
 GIVEN_BOXES = [[190.0, 60.0, 230.0, 190.0], [10.5, 30.25, 160.75, 300.5], [380.2, 200.7, 440.0, 330.0]]
 # The chain on astronaut: the detector's best persons, as many as the container's max_persons.
 CHAIN_PERSONS = 2
+# Random boxes on which GluonCV's AlphaPose crop and the pose container's are compared pixel for pixel.
+RANDOM_CROPS = 60
 # Keypoints come back normalized to 0..1 in float64 from float32 pixels: compare in pixels.
 PIXEL_TOLERANCE = 1e-3
 
@@ -66,7 +68,7 @@ def reference(model_dir, mxnet_python, images, tmp_path_factory):
         if name == "astronaut":
             case.update(threshold=THRESHOLD, max_persons=CHAIN_PERSONS)
         else:
-            case["boxes"] = GIVEN_BOXES
+            case.update(boxes=GIVEN_BOXES, random_crops=RANDOM_CROPS, pose_code=str(MODELS / POSE / "code" / "inference.py"))
         cases.append(case)
     (work / "cases.json").write_text(json.dumps(cases))
     run_mxnet(mxnet_python, MODELS.parent / "tests" / "sagemaker" / "gluoncv_reference.py", model_dir,
@@ -115,6 +117,13 @@ def _assert_same_keypoints(person, gluoncv_person, width, height):
     expected_xy = np.clip(np.array(gluoncv_person["keypoints"]), 0, [width, height])
     assert np.abs(keypoints[:, :2] * [width, height] - expected_xy).max() < PIXEL_TOLERANCE
     assert keypoints[:, 2] == pytest.approx(np.clip(gluoncv_person["confidence"], 0, 1), abs=1e-6)
+
+
+def test_pose_crops_equal_gluoncvs_on_random_boxes(reference):
+    """The crop (OpenCV's fixed-point bilinear warp, in numpy) is GluonCV's to the last bit."""
+    result = reference["vtest"]["random_crops"]
+    assert result["compared"] >= RANDOM_CROPS * 0.8
+    assert result["max_abs_difference"] == 0.0
 
 
 def test_pose_on_given_boxes_equals_gluoncv(pose, reference):
