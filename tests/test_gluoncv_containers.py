@@ -44,6 +44,14 @@ def test_container_code_imports_without_mxnet_or_opencv(det, pose):
             assert forbidden not in source, (module.__name__, forbidden)
 
 
+def test_container_code_is_python_38(det, pose):
+    """The MXNet inference container runs Python 3.8."""
+    import ast
+
+    for module in (det, pose):
+        ast.parse(Path(module.__file__).read_text(), feature_version=(3, 8))
+
+
 # ---- detector ---------------------------------------------------------------------------------------
 
 
