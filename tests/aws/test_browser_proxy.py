@@ -1,5 +1,6 @@
-"""The BrowserProxy step on moto: an MPEG-4 Part 2 upload gets an H.264 proxy beside it (found by
-/media-url), an H.264 upload gets none, and nothing the step does can fail the workflow. The step runs as
+"""The BrowserProxy step on moto: an MPEG-4 Part 2 upload gets an H.264 proxy in its asset's own folder of
+the dataplane bucket (found by /media-url; never beside the upload, where the .mp4 trigger would start a
+second analysis), an H.264 upload gets none, and nothing the step does can fail the workflow. The step runs as
 on Lambda: ffmpeg only, no ffprobe (the decision reads ``ffmpeg -i``)."""
 
 from __future__ import annotations
@@ -69,13 +70,18 @@ def proxy_result(stack) -> dict:
     return calls[0]
 
 
-def status_object(stack, key: str) -> dict:
-    location = browser_proxy.status_location(MediaLocation(stack.upload_bucket, key))
+def status_object(stack, asset_id: str) -> dict:
+    location = browser_proxy.status_location(browser_proxy.proxy_location(asset_id, stack.dataplane_bucket))
     return json.loads(stack.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
 
 
-def keys(stack, prefix: str) -> set[str]:
-    return {o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.upload_bucket, Prefix=prefix).get("Contents", [])}
+def keys(stack, prefix: str, bucket: str | None = None) -> set[str]:
+    listed = stack.s3.list_objects_v2(Bucket=bucket or stack.upload_bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"] for o in listed}
+
+
+def proxy_keys(stack, asset_id: str) -> set[str]:
+    return keys(stack, f"private/assets/{asset_id}/proxy/", stack.dataplane_bucket)
 
 
 def test_mpeg4_part2_upload_gets_an_h264_proxy_that_media_url_serves(moto_stack, vtest_5s_mp4, ffmpeg,
@@ -86,18 +92,22 @@ def test_mpeg4_part2_upload_gets_an_h264_proxy_that_media_url_serves(moto_stack,
     started = run_workflow(stack, vtest_5s_mp4, key)
     assert proxy_result(stack)["State"]["Media"]["Video"] == {"S3Bucket": stack.upload_bucket, "S3Key": key}
 
-    target = browser_proxy_location(MediaLocation(stack.upload_bucket, key))
-    assert target.key == "incoming/proxy/browser.mp4"
-    assert keys(stack, "incoming/") == {key, target.key, "incoming/proxy/browser.json"}
+    asset_id = started["AssetId"]
+    target = browser_proxy.proxy_location(asset_id, stack.dataplane_bucket)
+    assert target == MediaLocation(stack.dataplane_bucket, f"private/assets/{asset_id}/proxy/browser.mp4")
+    # The same location the storage layer gives an asset folder's media.
+    assert target == browser_proxy_location(MediaLocation(stack.dataplane_bucket, f"private/assets/{asset_id}/input/x.mp4"))
+    assert keys(stack, "incoming/") == {key}  # nothing beside the upload
+    assert proxy_keys(stack, asset_id) == {target.key, target.key.replace("browser.mp4", "browser.json")}
     local = tmp_path / "proxy.mp4"
-    stack.s3.download_file(stack.upload_bucket, target.key, str(local))
+    stack.s3.download_file(target.bucket, target.key, str(local))
     assert codec_name(local) == "h264" and fourcc(local) in ("avc1", "h264")
-    assert stack.s3.head_object(Bucket=stack.upload_bucket, Key=target.key)["ContentType"] == "video/mp4"
+    assert stack.s3.head_object(Bucket=target.bucket, Key=target.key)["ContentType"] == "video/mp4"
     # Same frames, timestamps passed through.
     capture = cv2.VideoCapture(str(local))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 50 and int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 768
     capture.release()
-    status = status_object(stack, key)
+    status = status_object(stack, asset_id)
     assert status["Status"] == "Created" and status["WorkflowExecutionId"] == started["WorkflowExecutionId"]
     # The frames (intermediate) carry the lifecycle tag; the proxy does not.
     frames = sorted(keys(stack, f"private/{started['AssetId']}/workflows/"))
@@ -105,20 +115,27 @@ def test_mpeg4_part2_upload_gets_an_h264_proxy_that_media_url_serves(moto_stack,
     tag = {"Key": "mie-pose-intermediate", "Value": "frames"}
     for frame in (frames[0], frames[-1]):
         assert stack.s3.get_object_tagging(Bucket=stack.upload_bucket, Key=frame)["TagSet"] == [tag]
-    assert stack.s3.get_object_tagging(Bucket=stack.upload_bucket, Key=target.key)["TagSet"] == []
+    assert stack.s3.get_object_tagging(Bucket=target.bucket, Key=target.key)["TagSet"] == []
     assert status["Proxy"] == target.to_event()
 
-    status_code, body = api("GET", f"/media-url/{started['AssetId']}")
-    assert status_code == 200 and urlsplit(body["url"]).path == "/incoming/proxy/browser.mp4"
+    status_code, body = api("GET", f"/media-url/{asset_id}")
+    assert status_code == 200 and urlsplit(body["url"]).path.endswith(f"/private/assets/{asset_id}/proxy/browser.mp4")
+
+    # A second upload in the same folder gets its own proxy, never the first one's.
+    stack.lambda_calls.clear()
+    other = run_workflow(stack, vtest_5s_mp4, "incoming/walk 2.mp4")
+    assert other["AssetId"] != asset_id and len(proxy_keys(stack, other["AssetId"])) == 2
+    _, body = api("GET", f"/media-url/{other['AssetId']}")
+    assert f"/private/assets/{other['AssetId']}/proxy/" in urlsplit(body["url"]).path
 
     # A second run of the same asset finds the proxy and leaves it alone.
     stack.lambda_calls.clear()
-    etag = stack.s3.head_object(Bucket=stack.upload_bucket, Key=target.key)["ETag"]
+    etag = stack.s3.head_object(Bucket=target.bucket, Key=target.key)["ETag"]
     stack.queue_endpoint_results([pose_container_answer(10)])
     status_code, second = api("POST", "/workflow/execution", body={"Input": {"AssetId": started["AssetId"]}})
     assert stack.wait(second["Id"])["status"] == "SUCCEEDED"
-    assert stack.s3.head_object(Bucket=stack.upload_bucket, Key=target.key)["ETag"] == etag
-    assert status_object(stack, key)["Status"] == "Created"
+    assert stack.s3.head_object(Bucket=target.bucket, Key=target.key)["ETag"] == etag
+    assert status_object(stack, asset_id)["Status"] == "Created"
 
 
 def test_h264_upload_gets_no_proxy(moto_stack, vtest_5s_mp4, ffmpeg, lambda_like, tmp_path):
@@ -126,8 +143,9 @@ def test_h264_upload_gets_no_proxy(moto_stack, vtest_5s_mp4, ffmpeg, lambda_like
     h264 = proxy.transcode_h264(vtest_5s_mp4, tmp_path / "h264.mp4", ffmpeg)
     assert not proxy.needs_browser_proxy(h264, ffmpeg) and proxy.needs_browser_proxy(vtest_5s_mp4, ffmpeg)
     started = run_workflow(stack, h264, "clips/h264.mp4")
-    assert keys(stack, "clips/") == {"clips/h264.mp4", "clips/proxy/browser.json"}
-    assert status_object(stack, "clips/h264.mp4")["Status"] == "NotNeeded"
+    assert keys(stack, "clips/") == {"clips/h264.mp4"}
+    assert proxy_keys(stack, started["AssetId"]) == {f"private/assets/{started['AssetId']}/proxy/browser.json"}
+    assert status_object(stack, started["AssetId"])["Status"] == "NotNeeded"
     _, body = api("GET", f"/media-url/{started['AssetId']}")
     assert urlsplit(body["url"]).path == "/clips/h264.mp4"
 
@@ -140,9 +158,9 @@ def test_a_failing_proxy_never_fails_the_workflow(moto_stack, vtest_5s_mp4, ffmp
 
     monkeypatch.setattr(proxy, "transcode_h264", broken)
     started = run_workflow(stack, vtest_5s_mp4, "a/clip.mp4")
-    status = status_object(stack, "a/clip.mp4")
+    status = status_object(stack, started["AssetId"])
     assert status["Status"] == "Failed" and "Unknown encoder" in status["Reason"]
-    assert "a/proxy/browser.mp4" not in keys(stack, "a/")
+    assert proxy_keys(stack, started["AssetId"]) == {f"private/assets/{started['AssetId']}/proxy/browser.json"}
     _, execution = api("GET", f"/workflow/execution/{started['WorkflowExecutionId']}")
     assert execution["status"] == "Complete"
 
@@ -167,11 +185,14 @@ def test_a_transcode_over_the_time_left_is_stopped_and_recorded(moto_stack, vtes
 
     stack = moto_stack
     stack.s3.upload_file(str(vtest_5s_mp4), stack.upload_bucket, "d/clip.mp4")
-    state = {"WorkflowExecutionId": "e1", "Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "d/clip.mp4"}}}
+    state = {"WorkflowExecutionId": "e1", "AssetId": "a1",
+             "Media": {"Video": {"S3Bucket": stack.upload_bucket, "S3Key": "d/clip.mp4"}}}
     result = browser_proxy.make_proxy(state, aws_runtime.storage_from_environment(),
                                       budget_s=browser_proxy.UPLOAD_MARGIN_S + 0.05)
     assert result["Status"] == "Failed" and "timed out" in result["Reason"]
-    assert keys(stack, "d/") == {"d/clip.mp4", "d/proxy/browser.json"}
+    assert keys(stack, "d/") == {"d/clip.mp4"} and proxy_keys(stack, "a1") == {"private/assets/a1/proxy/browser.json"}
+    # Without an asset id there is no per-asset place: recorded as Failed, nothing written anywhere.
+    assert browser_proxy.make_proxy({**state, "AssetId": ""}, aws_runtime.storage_from_environment())["Status"] == "Failed"
 
     class Context:  # the Lambda context: the budget is the invocation's remaining time
         def get_remaining_time_in_millis(self):

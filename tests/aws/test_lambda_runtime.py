@@ -475,10 +475,35 @@ def test_upload_runs_the_whole_workflow_in_the_shipped_functions(stack, clip_2s)
     frames = page["results"]["frames"]
     assert len(frames) == 4 and all(len(frame["persons"]) == 2 for frame in frames)
 
-    # The browser proxy was made (mp4v is not browser-playable) by the ffmpeg of its layer.
-    proxies = [k["Key"] for bucket in (stack.upload_bucket, stack.dataplane_bucket)
-               for k in stack.s3.list_objects_v2(Bucket=bucket).get("Contents", []) if "/proxy/" in k["Key"]]
-    assert any(k.endswith(".mp4") for k in proxies), proxies
+    # The browser proxy was made (mp4v is not browser-playable) by the ffmpeg of its layer, in the asset's
+    # own folder.
+    written = {bucket: {o["Key"] for o in stack.s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+               for bucket in (stack.upload_bucket, stack.dataplane_bucket)}
+    assert f"private/assets/{asset}/proxy/browser.mp4" in written[stack.dataplane_bucket], written
+
+    # Every key the stack wrote, checked against each bucket's upload trigger: only the upload matches.
+    triggers = _trigger_filters(stack.template)
+    assert set(triggers) == {"UploadBucket"}
+    buckets = {stack.values[name]: name for name in ("UploadBucket", "DataplaneBucket")}
+    for bucket, keys in written.items():
+        for rules in triggers.get(buckets[bucket], []):
+            matching = {k for k in keys if k.startswith(rules.get("prefix", "")) and k.endswith(rules.get("suffix", ""))}
+            assert matching == ({key} if bucket == stack.upload_bucket else set()), (bucket, rules, matching)
+    assert len(written[stack.upload_bucket]) > 1  # the frames went there too, and do not match
+
+
+def _trigger_filters(template: dict) -> dict[str, list[dict]]:
+    """{bucket resource: [{"prefix": .., "suffix": ..}, ...]} of the S3 notifications that start a function."""
+    filters = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::S3::Bucket":
+            continue
+        notifications = resource["Properties"].get("NotificationConfiguration", {})
+        for kind in ("LambdaConfigurations", "QueueConfigurations", "TopicConfigurations"):
+            for configuration in notifications.get(kind, []):
+                rules = configuration.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+                filters.setdefault(name, []).append({r["Name"].lower(): r["Value"] for r in rules})
+    return filters
 
 
 def test_registration_custom_resource_registers_through_the_api(stack, tls_certificate):

@@ -2,12 +2,13 @@
 
 Runs in the state machine beside PoseDetection (after FrameExtraction committed), on a function whose only
 layer is the static ffmpeg of PyPI ``imageio-ffmpeg`` (``opencv/ffmpeg-requirements.txt``). The decision
-and the ffmpeg command are ``mie_pose.video.proxy``'s, as locally; the proxy goes to
-``storage.browser_proxy_location(video)`` (``<asset folder>/proxy/browser.mp4``), where ``GET /media-url``
-looks first.
+and the ffmpeg command are ``mie_pose.video.proxy``'s, as locally; the proxy goes to the asset's own folder
+in the dataplane bucket, ``private/assets/<AssetId>/proxy/browser.mp4`` (``proxy_location``): one per asset
+(two uploads in one folder never share a proxy), and outside the upload bucket, whose ``.mp4`` trigger would
+otherwise start a second analysis of the proxy. ``GET /media-url`` looks there first.
 
 Never fails the workflow: every outcome is returned (the step's output in the execution history), logged,
-and written to ``<asset folder>/proxy/browser.json``::
+and written beside the proxy, ``private/assets/<AssetId>/proxy/browser.json``::
 
     {"Status": "Created" | "NotNeeded" | "Exists" | "Failed", "Reason": str, "WorkflowExecutionId", "Source"}
 
@@ -40,8 +41,17 @@ UPLOAD_MARGIN_S = 90
 DEFAULT_BUDGET_S = proxy.TRANSCODE_TIMEOUT_S
 
 
-def status_location(video: MediaLocation) -> MediaLocation:
-    target = browser_proxy_location(video)
+def proxy_location(asset_id: str, bucket: str | None = None) -> MediaLocation:
+    """The asset's proxy: ``private/assets/<asset_id>/proxy/browser.mp4`` in the dataplane bucket (where the
+    asset's own media live, beside ``input/``), the location ``storage.browser_proxy_location`` gives for it."""
+    bucket = bucket or os.environ.get("DATAPLANE_BUCKET")
+    if not bucket or not asset_id or "/" in asset_id:
+        raise StorageError(f"no proxy location for asset {asset_id!r} in bucket {bucket!r} (DATAPLANE_BUCKET)")
+    return browser_proxy_location(MediaLocation(bucket, f"private/assets/{asset_id}/input/video"))
+
+
+def status_location(target: MediaLocation) -> MediaLocation:
+    """``browser.json`` beside the proxy ``target``."""
     return MediaLocation(target.bucket, target.key[: -len(BROWSER_PROXY_NAME)] + STATUS_NAME)
 
 
@@ -52,12 +62,18 @@ def _exists(storage, location: MediaLocation) -> bool:
         return False
 
 
-def make_proxy(state: dict, storage, budget_s: float = DEFAULT_BUDGET_S, ffmpeg: str | None = None) -> dict:
+def make_proxy(state: dict, storage, budget_s: float = DEFAULT_BUDGET_S, ffmpeg: str | None = None,
+               bucket: str | None = None) -> dict:
     """Make the browser proxy of the state's video when it needs one; return (and record) what happened."""
     started = time.monotonic()
     video = MediaLocation.from_event(state["Media"]["Video"])
-    target = browser_proxy_location(video)
     result = {"WorkflowExecutionId": state.get("WorkflowExecutionId", ""), "Source": video.to_event()}
+    try:
+        target = proxy_location(state.get("AssetId", ""), bucket)
+    except StorageError as exc:
+        result.update(Status="Failed", Reason=str(exc))
+        log.warning("browser proxy of %s: %s", video.key, exc)
+        return result
     try:
         result.update(_make(storage, video, target, budget_s, ffmpeg, started))
     except subprocess.TimeoutExpired as exc:
@@ -70,7 +86,7 @@ def make_proxy(state: dict, storage, budget_s: float = DEFAULT_BUDGET_S, ffmpeg:
                                                                 result["Status"], result.get("Reason", ""))
     if result["Status"] != "Exists":
         try:
-            storage.write_bytes(status_location(video), json.dumps(result).encode(), "application/json")
+            storage.write_bytes(status_location(target), json.dumps(result).encode(), "application/json")
         except StorageError as exc:
             log.warning("could not record the browser proxy status: %s", exc)
     return result
