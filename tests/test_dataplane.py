@@ -253,10 +253,12 @@ def test_delete_asset_on_dynamodb_removes_items_and_objects(dataplane):
         dataplane.get_asset(asset_id)
 
 
-def test_concurrent_execution_updates_are_all_kept(dataplane):
-    """The API's threads and the workflow's workers write the same record; no update may be lost or refused."""
+def test_concurrent_execution_updates_are_all_kept(sqlite_dataplane):
+    """The API's threads and the workflow's worker write the same record; no update may be lost or refused.
+    (DynamoDB: see the next test; moto's conditional writes are not atomic across threads, DynamoDB's are.)"""
     import threading
 
+    dataplane = sqlite_dataplane
     asset_id = dataplane.create_asset({"Video": {"S3Bucket": "b", "S3Key": "k"}}, "k")
     execution_id = dataplane.create_execution(asset_id, "PoseWorkflow", [f"S{n}" for n in range(8)])
     errors = []
@@ -278,3 +280,37 @@ def test_concurrent_execution_updates_are_all_kept(dataplane):
     assert errors == []
     stages = dataplane.get_execution(execution_id)["Workflow"]["Stages"]
     assert all(stages[f"S{n}"]["Progress"] == {"FramesDone": 10, "FramesTotal": 10} for n in range(8))
+
+
+def test_dynamodb_update_that_lost_a_race_reads_again(dataplane):
+    """Another writer updates the record between our read and our write: the write is refused by its condition,
+    and the update is applied again on the fresh record, so neither change is lost."""
+    if isinstance(dataplane, SqliteDataplane):
+        pytest.skip("SQLite serialises writers with an immediate transaction (previous test)")
+    import boto3
+
+    from dynamo_tables import REGION
+    from mie_pose.dataplane.dynamodb import DynamoDataplane
+
+    asset_id = dataplane.create_asset({"Video": {"S3Bucket": "b", "S3Key": "k"}}, "k")
+    execution_id = dataplane.create_execution(asset_id, "PoseWorkflow", ["A", "B"])
+    other = DynamoDataplane(boto3.client("dynamodb", region_name=REGION), assets_table="assets",
+                            executions_table="executions", metadata_table="metadata")
+    real_get, raced = dataplane.client.get_item, []
+
+    def get_item(**kwargs):
+        item = real_get(**kwargs)
+        if kwargs["TableName"] == "executions" and len(raced) < 2:  # twice: the first retry loses too
+            raced.append(1)
+            other.update_execution(execution_id, stage="A", progress=(len(raced), 10))
+        return item
+
+    dataplane.client.get_item = get_item
+    try:
+        dataplane.update_execution(execution_id, stage="B", stage_status="Started")
+    finally:
+        dataplane.client.get_item = real_get
+    record = dataplane.get_execution(execution_id)
+    assert len(raced) == 2
+    assert record["Workflow"]["Stages"]["A"]["Progress"] == {"FramesDone": 2, "FramesTotal": 10}
+    assert record["Workflow"]["Stages"]["B"]["Status"] == "Started" and record["CurrentStage"] == "B"
