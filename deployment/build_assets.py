@@ -55,6 +55,18 @@ SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 # Lambda refuses a function whose code and layers unzip to this many bytes or more.
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 DEFAULT_RUNTIME = "python3.11"
+# The DLC registry account per region (from the SageMaker SDK's image_uris data, see the file's "source").
+DLC_IMAGES = DEPLOYMENT / "mxnet-inference-images.json"
+# Endpoint instance types offered, by family: the image tag's processor. GPU families whose CUDA the MXNet
+# 1.9 DLC (CUDA 11.2) runs on; g6/p5 need newer CUDA and are left out.
+INSTANCE_FAMILIES = {
+    "gpu": {"g4dn": ["xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"],
+            "g5": ["xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"],
+            "p3": ["2xlarge", "8xlarge", "16xlarge"]},
+    "cpu": {"m5": ["large", "xlarge", "2xlarge", "4xlarge", "12xlarge"],
+            "c5": ["large", "xlarge", "2xlarge", "4xlarge", "9xlarge", "18xlarge"],
+            "c6i": ["large", "xlarge", "2xlarge", "4xlarge", "8xlarge"]},
+}
 
 sys.path.insert(0, str(SOURCE))
 
@@ -108,6 +120,7 @@ def build_template(bucket_prefix: str, version: str, runtime: str = DEFAULT_RUNT
     if missing:
         raise BuildError(f"template's DefinitionSubstitutions lack {sorted(missing)}")
     template["Resources"]["RestApi"]["Properties"]["Body"] = body
+    _fill_image_mappings(template)
 
     text = json.dumps(template, indent=2)
     for placeholder, value in (("%%BUCKET_NAME%%", bucket_prefix), ("%%VERSION%%", version),
@@ -117,6 +130,26 @@ def build_template(bucket_prefix: str, version: str, runtime: str = DEFAULT_RUNT
     if leftover:
         raise BuildError(f"unfilled placeholder {leftover.group(0)} in {TEMPLATE_SOURCE.name}")
     return json.loads(text), asl
+
+
+def instance_processors() -> dict[str, str]:
+    return {f"ml.{family}.{size}": processor for processor, families in INSTANCE_FAMILIES.items()
+            for family, sizes in families.items() for size in sizes}
+
+
+def _fill_image_mappings(template: dict) -> None:
+    """The DLC account per region and the processor per instance type, as Mappings; the instance type
+    parameter allows exactly the mapped types."""
+    images = json.loads(DLC_IMAGES.read_text())
+    mappings = template.setdefault("Mappings", {})
+    mappings["MxnetInferenceAccount"] = {region: {"Account": account}
+                                         for region, account in sorted(images["registries"].items())}
+    processors = instance_processors()
+    mappings["EndpointInstanceProcessor"] = {kind: {"Processor": p} for kind, p in sorted(processors.items())}
+    parameter = template["Parameters"]["EndpointInstanceType"]
+    if parameter["Default"] not in processors:
+        raise BuildError(f"EndpointInstanceType's default {parameter['Default']} is not in INSTANCE_FAMILIES")
+    parameter["AllowedValues"] = sorted(processors)
 
 
 def write_templates(out: Path, bucket_prefix: str, version: str, runtime: str = DEFAULT_RUNTIME) -> list[Path]:

@@ -278,3 +278,72 @@ def test_cors_preflight_needs_no_signature_when_an_origin_is_set(built_template)
             "gatewayresponse.header.Access-Control-Allow-Origin": {"Fn::Sub": "'${CorsOrigin}'"}}
     env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert env["CORS_ORIGIN"] == {"Ref": "CorsOrigin"}
+
+
+def test_buckets_and_tables_outlive_the_stack(built_template):
+    _, template, _ = built_template
+    stateful = {n: r for n, r in template["Resources"].items()
+                if r["Type"] in ("AWS::S3::Bucket", "AWS::DynamoDB::Table")}
+    assert len(stateful) >= 7
+    for name, resource in stateful.items():
+        assert resource.get("DeletionPolicy") == "Retain" and resource.get("UpdateReplacePolicy") == "Retain", name
+
+
+def test_the_upload_trigger_has_a_dead_letter_queue(built_template):
+    _, template, _ = built_template
+    resources = template["Resources"]
+    target = resources["UploadTriggerFunction"]["Properties"]["DeadLetterConfig"]["TargetArn"]
+    queue = target["Fn::GetAtt"][0]
+    assert target == {"Fn::GetAtt": [queue, "Arn"]} and resources[queue]["Type"] == "AWS::SQS::Queue"
+    sends = [s for role, s in _statements(template) if role == "UploadTriggerRole" and s["Action"] == ["sqs:SendMessage"]]
+    assert sends == [{"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": target}]
+    # The bucket notifies exactly that function (asynchronously: S3 events are what the queue catches).
+    notified = resources["UploadBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert [n["Function"] for n in notified] == [{"Fn::GetAtt": ["UploadTriggerFunction", "Arn"]}]
+
+
+def _image_for(template: dict, region: str, instance_type: str) -> tuple[str, str]:
+    """(image URI, ECR repository ARN) of the default image, resolved as CloudFormation would."""
+    mappings = template["Mappings"]
+    model = template["Resources"]["PoseModel"]["Properties"]
+    condition, default, custom = model["Containers"][0]["Image"]["Fn::If"]
+    assert condition == "DefaultImage" and custom == {"Ref": "InferenceImage"}
+    text, variables = default["Fn::Sub"]
+
+    def find(args):
+        name, first, second = args
+        key = {"AWS::Region": region, "EndpointInstanceType": instance_type}[first["Ref"]]
+        return mappings[name][key][second]
+
+    values = {name: find(v["Fn::FindInMap"]) for name, v in variables.items()}
+    values.update({"AWS::Region": region, "AWS::URLSuffix": "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"})
+    image = text
+    for name, value in values.items():
+        image = image.replace("${" + name + "}", value)
+    ecr = [s for role, s in _statements(template) if role == "SageMakerRole" and "ecr:BatchGetImage" in s["Action"]]
+    repo_text, repo_vars = ecr[0]["Resource"]["Fn::If"][1]["Fn::Sub"]
+    repository = repo_text.replace("${AWS::Partition}", "aws").replace("${AWS::Region}", region).replace(
+        "${Account}", find(repo_vars["Account"]["Fn::FindInMap"]))
+    return image, repository
+
+
+def test_inference_image_follows_the_region_and_instance_type(built_template):
+    _, template, _ = built_template
+    images = json.loads((ROOT / "deployment" / "mxnet-inference-images.json").read_text())
+    assert {r: m["Account"] for r, m in template["Mappings"]["MxnetInferenceAccount"].items()} == images["registries"]
+    assert len(images["registries"]) >= 30 and images["registries"]["us-east-1"] == "763104351884"
+    tag = f"{images['repository']}:{images['version']}-{{}}-{images['py_version']}"
+    for region, instance_type, account, processor in (
+            ("us-east-1", "ml.g4dn.2xlarge", "763104351884", "gpu"), ("eu-west-1", "ml.m5.xlarge", "763104351884", "cpu"),
+            ("af-south-1", "ml.g4dn.xlarge", "626614931356", "gpu"), ("ap-northeast-3", "ml.c5.2xlarge", "364406365360", "cpu"),
+            ("cn-north-1", "ml.g4dn.2xlarge", "727897471807", "gpu"), ("us-gov-west-1", "ml.p3.2xlarge", "442386744353", "gpu")):
+        image, repository = _image_for(template, region, instance_type)
+        suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+        assert image == f"{account}.dkr.ecr.{region}.{suffix}/{tag.format(processor)}", image
+        assert repository == f"arn:aws:ecr:{region}:{account}:repository/{images['repository']}"
+    # The instance type is one the processor table knows; its default is the GPU the README prices.
+    parameter = template["Parameters"]["EndpointInstanceType"]
+    assert parameter["Default"] in parameter["AllowedValues"]
+    assert set(parameter["AllowedValues"]) == set(template["Mappings"]["EndpointInstanceProcessor"])
+    assert "763104351884" not in json.dumps(template["Resources"]) and ".amazonaws.com/" not in json.dumps(
+        template["Resources"]["PoseModel"])
