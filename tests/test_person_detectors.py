@@ -115,3 +115,29 @@ def test_matching_rules():
     stray = Detection((120, 0, 140, 50), 0.6)
     assert match_detections([hit, duplicate, small, flagged, in_crowd, stray], labels, 120) == MatchCounts(1, 2, 0)
     assert match_detections([small, flagged], labels, 120) == MatchCounts(0, 0, 1)
+
+
+def test_gfl_boxes_decode_the_expected_distance_per_side():
+    from mie_pose.backends.person_detectors import decode_gfl_boxes, nanodet_centres
+
+    centres = nanodet_centres(416, (8, 16, 32))
+    assert len(centres) == 52 * 52 + 26 * 26 + 13 * 13
+    assert tuple(centres[0]) == (4.0, 4.0, 8.0) and tuple(centres[-1]) == (400.0, 400.0, 32.0)
+    logits = np.full((1, 4, 11), -50.0)
+    logits[0, 0, 2] = logits[0, 1, 3] = 50.0  # left 2 bins, top 3 bins: certain
+    logits[0, 2, 4:6] = logits[0, 3, 0] = 50.0  # right: half 4, half 5 -> 4.5; bottom 0
+    box = decode_gfl_boxes(logits.reshape(1, 44), np.array([[100.0, 60.0, 16.0]]), 10)[0]
+    assert np.allclose(box, [100 - 32, 60 - 48, 100 + 72, 60])
+
+
+def test_default_detector_ignores_letterbox_bars():
+    from mie_pose.backends.person_detectors import content_region
+
+    image = cv2.imread(str(opencv_doc_file("basketball1.png")))
+    padded = cv2.copyMakeBorder(image, 200, 200, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    assert content_region(padded) == (0, 200, 640, 680)
+    detector = default_person_detector()
+    plain = sorted(d.box_px for d in detector(image))
+    shifted = sorted(d.box_px for d in detector(padded))
+    assert len(plain) == len(shifted) == 2
+    assert np.allclose(np.array(shifted) - [0, 200, 0, 200], plain, atol=0.5)
