@@ -138,6 +138,8 @@ def test_start_execution_answers_mies_record_and_refuses_a_second_active_run(ser
     assert status == 200 and other["AssetId"] != asset_id
     assert other["Configuration"] == {"PoseDetectionStage": {"PoseDetection": {"Enabled": False}}}
     for configuration, message in (({"Nope": {}}, "Invalid stage found in Configuration 'Nope'"),
+                                   ({"FrameExtractionStage": {"FrameExtraction": {"Fps": 1}}}, "has no setting Fps"),
+                                   ({"FrameExtractionStage": {"FrameExtraction": {"FPS": -1}}}, "FPS must be"),
                                    ({"PoseDetectionStage": {"FrameExtraction": {}}}, "Invalid operation 'FrameExtraction'")):
         status, body = call(services, "POST", "/workflow/execution", {"Name": "PoseWorkflow", "Input": {"Media": media},
                                                                        "Configuration": configuration})

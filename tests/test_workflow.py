@@ -22,7 +22,9 @@ def test_definition_orders_stages_and_registers_mie_fields():
     for name in definition["Operators"]:
         assert operator_configuration(definition, name)["MediaType"] == "Video"
         assert operator_configuration(definition, name)["Enabled"] is True
+    assert operator_configuration(definition, "FrameExtraction")["FPS"] == 2.0
     assert operator_configuration(definition, "FrameExtraction", {"FrameExtraction": {"FPS": 5}})["FPS"] == 5
+    assert operator_configuration(definition, "PoseDetection", aws=True)["Backend"] == "sagemaker"
 
 
 @pytest.mark.parametrize("breakage", ["loop", "dangling", "unknown-operator"])
@@ -68,6 +70,16 @@ def test_failed_operator_marks_error_and_keeps_earlier_stages(dataplane, vtest_m
     assert execution["Configuration"]["FrameExtractionStage"] == {"FrameExtraction": {"FPS": 1}}
     assert stages(execution)["FrameExtractionStage"]["Configuration"]["FrameExtraction"]["FPS"] == 1
     assert stages(execution)["PoseDetectionStage"]["Configuration"]["PoseDetection"]["MediaType"] == "Video"
+    # Each stage's Configuration is complete: every setting with its default (the typed Configuration's).
+    assert stages(execution)["FrameExtractionStage"]["Configuration"]["FrameExtraction"]["MaxFrames"] is None
+    assert stages(execution)["PoseDetectionStage"]["Configuration"]["PoseDetection"]["PageFrames"] == 100
+
+
+def test_a_bad_setting_is_refused_before_anything_runs(dataplane, vtest_mp4):
+    asset_id = dataplane.import_video(vtest_mp4)
+    with pytest.raises(ValueError, match="Fps"):
+        WorkflowEngine(dataplane, dataplane.storage).run(asset_id, {"FrameExtraction": {"Fps": 1}})
+    assert dataplane.list_executions(asset_id) == []
 
 
 def test_first_stage_failure_stops_the_workflow(dataplane, bad_inputs):

@@ -15,7 +15,8 @@ import time
 import uuid
 
 from ..dataplane.base import MIE_API_VERSION, Status
-from ..workflow.definition import WorkflowDefinitionError, load_definition, ordered_stages
+from ..workflow.definition import (WorkflowDefinitionError, load_definition, operator_configuration,
+                                   ordered_stages)
 from ..workflow.engine import mark_dead_runs
 from .http import ApiError
 from .routes import route
@@ -113,7 +114,7 @@ def ensure_builtin(services) -> None:
                                           **({"MonitorLambdaArn": operator["MonitorLambdaArn"]}
                                              if operator.get("MonitorLambdaArn") else {}),
                                           "Configuration": {"MediaType": "Video", "Enabled": True,
-                                                            **operator.get("Configuration", {})}})
+                                                            **operator_configuration(definition, name)}})
         for name, stage in definition["Stages"].items():
             if dataplane.get_registration("stage", name) is None:
                 _put_stage(services, name, stage["Operators"])
@@ -450,6 +451,11 @@ def _stage_overrides(workflow: dict, configuration) -> dict:
                 raise ApiError(400, f"Exception: Invalid operation '{op}'")
             if not isinstance(values, dict):
                 raise ApiError(400, f"Configuration of {op} must be an object")
+            try:
+                operator_configuration({"Operators": {op: {"Configuration": stages[stage_name]["Configuration"][op]}}},
+                                       op, {op: values})
+            except ValueError as exc:  # ConfigurationError: a setting the operator does not have, a bad value
+                raise ApiError(400, f"Exception: Invalid configuration for operation '{op}': {exc}") from None
     return configuration
 
 

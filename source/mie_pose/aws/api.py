@@ -17,8 +17,8 @@ import os
 from .. import aws_runtime
 from ..api.core import ApiRequest, ApiResponse, ApiServices, handle_request
 from ..api.routes import match_route
-from ..storage import MediaLocation, StorageError, browser_proxy_location
-from . import starter
+from ..storage import MediaLocation, StorageError
+from . import browser_proxy, starter
 from .openapi import preflight_headers
 
 # A <video> element cannot sign requests, so GET /media-url answers a presigned S3 URL this short-lived.
@@ -81,8 +81,8 @@ def services_from_environment() -> ApiServices:
     def media_url(asset: dict) -> str:
         """The browser proxy when one was made beside the video, else the original."""
         video = MediaLocation.from_event(asset["media"]["Video"])
-        proxy = browser_proxy_location(video)
         try:
+            proxy = browser_proxy.proxy_location(asset["asset_id"])
             chosen = proxy if storage.exists(proxy) else video
         except StorageError:
             chosen = video

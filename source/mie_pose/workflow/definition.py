@@ -54,11 +54,26 @@ def ordered_stages(definition: dict) -> list[Stage]:
         name = stage.get("Next")
 
 
-def operator_configuration(definition: dict, operator_name: str, overrides: dict | None = None) -> dict:
-    """The operator's default Configuration with the caller's overrides for that operator applied."""
+def operator_configuration(definition: dict, operator_name: str, overrides: dict | None = None, *,
+                           aws: bool = False) -> dict:
+    """The operator's Configuration: the definition's, then the caller's overrides for that operator, with
+    every other setting's default filled in and validated by ``mie_pose.operators.configuration`` (for the
+    operators it types; others keep what they have). ConfigurationError (a ValueError) on a bad value."""
+    from ..operators import configuration as typed  # noqa: PLC0415  (stdlib only)
+
     configuration = copy.deepcopy(definition["Operators"][operator_name].get("Configuration", {}))
     configuration.update((overrides or {}).get(operator_name, {}))
+    if operator_name in typed.CONFIGURATIONS:
+        return typed.resolve(operator_name, configuration, aws=aws)
     return configuration
+
+
+def resolved_definition(definition: dict, *, aws: bool = False) -> dict:
+    """The definition with each operator's Configuration complete (every setting and its default)."""
+    resolved = copy.deepcopy(definition)
+    for name in resolved.get("Operators", {}):
+        resolved["Operators"][name]["Configuration"] = operator_configuration(definition, name, aws=aws)
+    return resolved
 
 
 def stage_configuration(record: dict, stage: str, operator_name: str) -> dict:

@@ -23,7 +23,8 @@ from typing import Callable
 from ..dataplane import Dataplane
 from ..dataplane.base import Status
 from ..operators.contract import LocalContext, OperatorRuntime
-from .definition import load_definition, load_handler, ordered_stages, stage_configuration
+from .definition import (load_definition, load_handler, operator_configuration, ordered_stages,
+                         resolved_definition, stage_configuration)
 
 # Called as progress(stage_name, operator_name, done, total).
 ProgressCallback = Callable[[str, str, int, int], None]
@@ -99,7 +100,11 @@ class WorkflowEngine:
         """Create the Queued execution record; ``configuration`` maps operator -> overrides."""
         mark_dead_runs(self.dataplane, self.dataplane.list_executions(asset_id))
         stages = [stage.name for stage in ordered_stages(self.definition)]
-        return self.dataplane.create_execution(asset_id, self.definition["Name"], stages, workflow=self.definition,
+        for stage in ordered_stages(self.definition):  # refuse a bad value now, not half way through the run
+            for operator_name in stage.operators:
+                operator_configuration(self.definition, operator_name, configuration)
+        return self.dataplane.create_execution(asset_id, self.definition["Name"], stages,
+                                               workflow=resolved_definition(self.definition),
                                                configuration=stage_overrides(self.definition, configuration),
                                                worker=worker_identity())
 
