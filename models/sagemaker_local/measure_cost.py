@@ -57,7 +57,9 @@ def main(argv=None) -> int:
     pose_model = pose.model_fn(str(args.model_dir / "pose-estimator-alphapose"))
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
-    try:  # a JPEG as the workflow sends (this venv has Python OpenCV for the GluonCV reference; MXNet cannot encode)
+    # A JPEG as the workflow sends: MXNet cannot encode, the reference-only OpenCV beside the venv can.
+    sys.path.append(str(Path(sys.prefix) / "reference-packages"))
+    try:
         import cv2
 
         encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()

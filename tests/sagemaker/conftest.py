@@ -43,6 +43,15 @@ def run_mxnet(mxnet_python, *args, timeout=600, **kwargs) -> subprocess.Complete
 
 
 @pytest.fixture(scope="session")
+def reference_packages(mxnet_python) -> Path:
+    """Python OpenCV for GluonCV's reference pipeline only (``./run`` installs it beside, not into, the venv)."""
+    path = Path(mxnet_python).parents[1] / "reference-packages"
+    if not (path / "cv2").is_dir():
+        pytest.skip(f"{path} has no cv2 (./run setup_mxnet_venv installs it)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def model_dir(mxnet_python) -> Path:
     """Both containers, random init, staged as the tarballs hold them (exported nets reused across runs)."""
     run_mxnet(mxnet_python, MODELS / "build_model_tarballs.py", "--out", CACHE, "--random-init", "--no-pack",

@@ -58,7 +58,7 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def reference(model_dir, mxnet_python, images, tmp_path_factory):
+def reference(model_dir, mxnet_python, reference_packages, images, tmp_path_factory):
     work = tmp_path_factory.mktemp("gluoncv-reference")
     cases = []
     for name, rgb in images.items():
@@ -72,7 +72,7 @@ def reference(model_dir, mxnet_python, images, tmp_path_factory):
         cases.append(case)
     (work / "cases.json").write_text(json.dumps(cases))
     run_mxnet(mxnet_python, MODELS.parent / "tests" / "sagemaker" / "gluoncv_reference.py", model_dir,
-              work / "cases.json", work / "out.json")
+              work / "cases.json", work / "out.json", env={"PYTHONPATH": str(reference_packages)})
     results = json.loads((work / "out.json").read_text())
     for case, result in zip(cases, results):
         result["resized"] = np.load(case["resized_out"])
