@@ -305,13 +305,19 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(BENCH_DIR))
     import bench_peer
 
-    peer = bench_peer.compare(bench_peer.clip_frames(6 if args.quick else 12, long_clip), args.peer_python)
+    peer_frames = bench_peer.clip_frames(6 if args.quick else 12, long_clip)
+    peer = bench_peer.compare(peer_frames, args.peer_python)
+    peer["one_thread"] = bench_peer.compare(peer_frames, args.peer_python, threads=1)
     figures["peer"] = peer
     figures["peer_ratio"] = peer["peer_ratio"]
     say(f"speed peer on {peer['frames']} frames ({peer['ours_persons_per_frame']:.1f} persons per frame), "
-        f"{peer['threads']} threads each, best of {peer['rounds']} alternating rounds: our top-down "
+        f"{peer['threads']} threads each, frame by frame alternating, {peer['rounds']} rounds: our top-down "
         f"{peer['ours_ms_per_frame']:.1f} ms vs YOLO11n-pose (ONNX Runtime) {peer['peer_ms_per_frame']:.1f} ms per "
         f"frame: {peer['peer_ratio']:.2f}x -- {verdict('peer_ratio', peer['peer_ratio'])}")
+    one = peer["one_thread"]
+    say(f"  1 thread each (steadier on a loaded machine): {one['ours_ms_per_frame']:.1f} ms vs "
+        f"{one['peer_ms_per_frame']:.1f} ms = {one['peer_ratio']:.2f}x (CPU time {one['cpu_ratio']:.2f}x); "
+        f"load average {peer['load_avg'][0]:.1f}")
 
     short = run_analysis(short_clip)
     long = run_analysis(long_clip)
