@@ -258,3 +258,16 @@ def test_upload_through_the_presigned_post_then_create(api):
         assert api.extra["s3"].get_object(Bucket=bucket, Key=key)["Body"].read() == content
     else:
         assert api.session.get(url, timeout=60).content == content
+
+
+def test_result_pages_revalidate_with_an_etag(api):
+    """Pages the web app already has come back as a bodyless 304 (locally and through the AWS adapter)."""
+    asset_id = create_asset(api)["AssetId"]
+    api.post(f"/metadata/{asset_id}", json={"OperatorName": "Op", "WorkflowId": "wf", "Results": {"frames": [1, 2]}})
+    first = api.get(f"/metadata/{asset_id}/Op")
+    etag = first.headers["ETag"]
+    again = api.get(f"/metadata/{asset_id}/Op", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    api.post(f"/metadata/{asset_id}", json={"OperatorName": "Op", "WorkflowId": "wf2", "Results": {"frames": [3]}})
+    changed = api.get(f"/metadata/{asset_id}/Op", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.json()["results"] == {"frames": [3]}

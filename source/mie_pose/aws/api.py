@@ -11,6 +11,7 @@ gets the same Access-Control-Allow-* headers as the gateway's mock integration.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 
@@ -50,12 +51,20 @@ def _cors_headers() -> dict:
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
 
 
-def response_to_proxy(response: ApiResponse) -> dict:
+def response_to_proxy(response: ApiResponse, request: ApiRequest | None = None) -> dict:
+    """The proxy answer. A GET's 200 carries an ETag; a GET whose If-None-Match names it gets a bodyless 304
+    (the web app re-reads result pages it already has; API Gateway compresses the rest)."""
     headers = {"Content-Type": "application/json", **response.headers, **_cors_headers()}
+    content = response.encode()
+    if request is not None and request.method == "GET" and response.status == 200:
+        etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+        headers.setdefault("ETag", etag)
+        if etag in [tag.strip() for tag in (request.header("If-None-Match") or "").split(",")]:
+            return {"statusCode": 304, "headers": {k: v for k, v in headers.items() if k != "Content-Type"}, "body": ""}
     if response.raw is not None:
         return {"statusCode": response.status, "headers": headers, "isBase64Encoded": True,
-                "body": base64.b64encode(response.raw).decode()}
-    return {"statusCode": response.status, "headers": headers, "body": response.encode().decode()}
+                "body": base64.b64encode(content).decode()}
+    return {"statusCode": response.status, "headers": headers, "body": content.decode()}
 
 
 def preflight(request: ApiRequest) -> dict | None:
@@ -112,4 +121,4 @@ def handler(event: dict, context=None) -> dict:
     answered = preflight(request)
     if answered is not None:
         return answered
-    return response_to_proxy(handle_request(request, services_from_environment()))
+    return response_to_proxy(handle_request(request, services_from_environment()), request)

@@ -61,6 +61,8 @@ def api_body(routes=None, function: str = API_FUNCTION) -> dict:
         # Exports (MP4, CSV) go back as base64 that API Gateway turns into bytes; JSON answers are unaffected.
         # Request bodies then reach the Lambda base64-encoded (isBase64Encoded), which it decodes.
         "x-amazon-apigateway-binary-media-types": ["*/*"],
+        # Result pages are JSON of some hundred KB: gzip them for clients that accept it.
+        "x-amazon-apigateway-minimum-compression-size": 1024,
         "x-amazon-apigateway-gateway-responses": _when_cors({
             kind: {"responseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": _origin_literal()}}
             for kind in ("DEFAULT_4XX", "DEFAULT_5XX")}),
