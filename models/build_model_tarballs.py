@@ -41,7 +41,7 @@ def build_net(model_name: str, random_init: bool = False):
     from gluoncv import model_zoo
 
     if random_init:
-        mx.random.seed(0)  # the same random weights on every build
+        mx.random.seed(RANDOM_SEED)  # the same random weights on every build
     # pretrained_base=False always: the full pretrained weights replace the backbone's anyway.
     net = model_zoo.get_model(model_name, pretrained=not random_init, pretrained_base=False)
     if random_init:
@@ -64,6 +64,7 @@ def export_net(net, input_shape, model_dir: Path, model_name: str) -> tuple[Path
     return Path(prefix + "-symbol.json"), Path(prefix + "-0000.params")
 
 
+RANDOM_SEED = 0
 LOCAL_SERVER = "sagemaker_local"
 EXPORT_STAMP = ".export.json"
 
@@ -73,7 +74,8 @@ def stage_container(container: str, out_dir: Path, random_init: bool = False, in
     """Write the unpacked model dir of one container: exported network plus its ``code/``."""
     model_name, default_shape = CONTAINERS[container]
     model_dir = out_dir / container
-    stamp = {"model": model_name, "input_shape": list(input_shape or default_shape), "random_init": random_init}
+    stamp = {"model": model_name, "input_shape": list(input_shape or default_shape),
+             "random_init": random_init, "seed": RANDOM_SEED if random_init else None}
     stamp_path = model_dir / EXPORT_STAMP
     reused = reuse and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp
     if not reused:
