@@ -91,7 +91,7 @@ class StandInDataplaneApi:
     and published at ``end``; GET answers the published pages. Every request must carry SigV4."""
 
     def __init__(self):
-        self.sessions, self.published, self.requests = {}, {}, []
+        self.sessions, self.published, self.requests, self.executions = {}, {}, [], []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -113,6 +113,10 @@ class StandInDataplaneApi:
                 api.requests.append(("POST", url.path, query, dict(self.headers.items())))
                 if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential="):
                     return self._answer(403, {"message": "Missing Authentication Token"})
+                if url.path == "/workflow/execution":  # MIE's workflow API: what it was asked to run
+                    api.executions.append(body)
+                    return self._answer(200, {"Id": f"execution-{len(api.executions)}", "AssetId": "mie-asset",
+                                              "Status": "Queued"})
                 asset_id = unquote(url.path.split("/")[2])
                 key = (asset_id, body["OperatorName"], body["WorkflowId"])
                 pages = api.sessions.setdefault(key, [])
@@ -172,7 +176,8 @@ def test_template_registers_through_mies_custom_resource(built_template):
                                   for name, stage in definition["Stages"].items()}
     policies = {name: r for name, r in template["Resources"].items()
                 if r.get("Condition") == "Extension" and r["Type"] == "AWS::IAM::Policy"}
-    assert set(policies) == {"MieMediaPolicy", "MieResultsPolicy", "MieItemsPolicy"}
+    assert set(policies) == {"MieMediaPolicy", "MieResultsPolicy", "MieItemsPolicy", "MieStartPolicy"}
+    assert policies["MieStartPolicy"]["Properties"]["Roles"] == [{"Ref": "UploadTriggerRole"}]
     assert policies["MieItemsPolicy"]["Properties"]["Roles"] == [{"Ref": "StateMachineRole"}]  # the ItemReader
     assert policies["MieResultsPolicy"]["Properties"]["Roles"] == [{"Ref": "PoseDetectionRole"}]
     # In extension mode the operator functions write to MIE's dataplane API.
@@ -253,3 +258,20 @@ def test_mie_runs_our_operators_and_reads_the_results_from_its_dataplane(moto_st
     assert metadata["PoseDetection"]["Tracks"] == 2 and metadata["FrameExtraction"]["FrameCount"] == 10
     # Nothing went to this stack's own dataplane.
     assert stack.ddb.scan(TableName=stack.tables["MetadataTable"])["Items"] == []
+
+
+def test_uploads_start_the_workflow_in_mie(aws_credentials, built_template, mie_dataplane, monkeypatch):
+    """Extension mode: the stack's upload trigger hands each new video to MIE's workflow API."""
+    from mie_pose.aws import upload_trigger
+
+    _, template, _ = built_template
+    variables = template["Resources"]["UploadTriggerFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["MIE_WORKFLOW_API_ENDPOINT"] == {
+        "Fn::If": ["Extension", {"Ref": "WorkflowApiEndpoint"}, {"Ref": "AWS::NoValue"}]}
+    monkeypatch.setenv("MIE_WORKFLOW_API_ENDPOINT", mie_dataplane.url)
+    event = {"Records": [{"s3": {"bucket": {"name": "uploads"}, "object": {"key": "in/my+clip.mp4"}}},
+                         {"s3": {"bucket": {"name": "uploads"}, "object": {"key": "in/notes.txt"}}}]}
+    assert upload_trigger.handler(event, None) == {"Started": [{"AssetId": "mie-asset", "WorkflowExecutionId": "execution-1"}]}
+    assert mie_dataplane.executions == [{"Name": "PoseWorkflow", "Input": {"Media": {"Video": {
+        "S3Bucket": "uploads", "S3Key": "in/my clip.mp4"}}}}]
+    assert mie_dataplane.requests[-1][3]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
