@@ -60,8 +60,8 @@ VELOCITY_DAMPING = 0.7
 MAX_PREDICTION_MS = 1500.0
 # How much of a track's colour descriptor each new match replaces.
 APPEARANCE_UPDATE = 0.3
-# Total similarity taken off per second a track has been unseen, beyond one sampled frame: when a person
-# comes back, a track lost recently is preferred to one lost long ago that looks and lies about as close.
+# Total similarity taken off per second since a track was last seen: when a person comes back, a track lost
+# recently is preferred to one lost long ago that looks and lies about as close.
 LOST_PENALTY_PER_S = 0.01
 
 
@@ -157,8 +157,7 @@ class PoseTracker:
             w = self.appearance_weight
             mixed = (1 - w) * motion[np.ix_(rows, cols)] + w * app
             total[np.ix_(rows, cols)] = np.where(app >= self.appearance_gate, mixed, -np.inf)
-        if LOST_PENALTY_PER_S:
-            total -= LOST_PENALTY_PER_S * np.maximum(gaps_s - gaps_s.min(initial=0.0), 0.0)[:, None]
+        total -= LOST_PENALTY_PER_S * gaps_s[:, None]
         return motion, total
 
     @staticmethod
