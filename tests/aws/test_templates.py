@@ -132,7 +132,10 @@ def _statements(template: dict):
             continue
         for policy in resource["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
-                yield name, statement
+                if "Fn::If" in statement:  # a conditional statement: either branch may be in force
+                    yield from ((name, s) for s in statement["Fn::If"][1:] if s != {"Ref": "AWS::NoValue"})
+                else:
+                    yield name, statement
 
 
 def test_iam_is_least_privilege(built_template):
@@ -347,3 +350,101 @@ def test_inference_image_follows_the_region_and_instance_type(built_template):
     assert set(parameter["AllowedValues"]) == set(template["Mappings"]["EndpointInstanceProcessor"])
     assert "763104351884" not in json.dumps(template["Resources"]) and ".amazonaws.com/" not in json.dumps(
         template["Resources"]["PoseModel"])
+
+
+def test_the_stack_can_be_created_without_the_endpoint(built_template):
+    _, template, _ = built_template
+    resources = template["Resources"]
+    assert template["Conditions"]["HasEndpoint"] == {"Fn::Equals": [{"Ref": "CreateEndpoint"}, "true"]}
+    assert template["Parameters"]["CreateEndpoint"]["Default"] == "true"
+    sagemaker = {n for n, r in resources.items() if r["Type"].startswith("AWS::SageMaker::")}
+    assert sagemaker == {"PoseModel", "EndpointConfig", "Endpoint"}
+    assert all(resources[n].get("Condition") == "HasEndpoint" for n in sagemaker)
+    # Whatever refers to them is conditional too (else CloudFormation refuses the template).
+    text = json.dumps({n: r for n, r in resources.items() if n not in sagemaker})
+    for name in sagemaker:
+        for reference in (f'{{"Ref": "{name}"}}', f'"Fn::GetAtt": ["{name}"'):
+            for at in [i for i in range(len(text)) if text.startswith(reference, i)]:
+                assert '"HasEndpoint"' in text[max(0, at - 400):at], text[max(0, at - 200):at + 60]
+    assert template["Outputs"]["EndpointName"]["Condition"] == "HasEndpoint"
+
+
+# ---- the README's deploy commands, against the CLI's documented constraints ---------------------------
+# aws cloudformation deploy: a --template-file goes inline up to 51,200 bytes, else --s3-bucket is required;
+# any template from S3 (deploy --s3-bucket, create-stack --template-url) may be up to 1,000,000 bytes.
+INLINE_TEMPLATE_LIMIT = 51_200
+S3_TEMPLATE_LIMIT = 1_000_000
+NAMED_IAM_PROPERTIES = {"AWS::IAM::Role": "RoleName", "AWS::IAM::User": "UserName", "AWS::IAM::Group": "GroupName",
+                        "AWS::IAM::ManagedPolicy": "ManagedPolicyName", "AWS::IAM::InstanceProfile": "InstanceProfileName"}
+
+
+def _readme_cloudformation_commands() -> list[list[str]]:
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Deploy on AWS"):]
+    section = section[:section.find("\n## ", 5)] if "\n## " in section[5:] else section
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.split("  #", 1)[0].strip()
+            if command.startswith("aws cloudformation ") and command.split()[2] in ("deploy", "create-stack"):
+                commands.append(shlex.split(command))
+    inline = re.findall(r"`(aws cloudformation create-stack [^`]+)`", section.replace("\n", " "))
+    commands.extend(shlex.split(c) for c in inline)
+    return commands
+
+
+def _options(words: list[str]) -> dict[str, list[str]]:
+    options, current = {}, None
+    for word in words[3:]:
+        if word.startswith("--"):
+            current = word[2:]
+            options[current] = []
+        elif current is not None:
+            options[current].append(word)
+    return options
+
+
+def _required_capabilities(template: dict) -> set[str]:
+    needed = set()
+    for resource in template["Resources"].values():
+        kind = resource["Type"]
+        if kind.startswith("AWS::IAM::"):
+            needed.add("CAPABILITY_IAM")
+            if NAMED_IAM_PROPERTIES.get(kind) in resource.get("Properties", {}):
+                needed.add("CAPABILITY_NAMED_IAM")
+    if "Transform" in template:
+        needed.add("CAPABILITY_AUTO_EXPAND")
+    return needed
+
+
+def test_readme_deploy_commands_fit_the_clis_constraints(built_template):
+    template_path, template, _ = built_template
+    commands = _readme_cloudformation_commands()
+    assert {c[2] for c in commands} == {"deploy", "create-stack"}, commands
+    size = template_path.stat().st_size
+    assert INLINE_TEMPLATE_LIMIT < size <= S3_TEMPLATE_LIMIT  # too big inline: the commands must go through S3
+    needed = _required_capabilities(template)
+    assert "CAPABILITY_IAM" in needed
+    for words in commands:
+        options = _options(words)
+        if words[2] == "deploy":
+            assert options["template-file"] == ["deployment/global-s3-assets/mie-pose.template"]
+            assert size <= INLINE_TEMPLATE_LIMIT or options.get("s3-bucket"), "deploy needs --s3-bucket"
+        else:
+            (url,) = options["template-url"]
+            assert url.startswith("https://") and url.endswith("/mie-pose.template") and "/mie-pose/" in url
+        granted = set(options.get("capabilities", []))
+        # CAPABILITY_NAMED_IAM implies CAPABILITY_IAM; CloudFormation refuses a stack missing either.
+        assert needed <= granted | ({"CAPABILITY_IAM"} if "CAPABILITY_NAMED_IAM" in granted else set()), words
+        for override in options.get("parameter-overrides", []) + options.get("parameters", []):
+            name, _, value = override.removeprefix("ParameterKey=").partition("=")
+            assert name in template["Parameters"], f"{name} is not a parameter of the template"
+            allowed = template["Parameters"][name].get("AllowedValues")
+            assert allowed is None or value in allowed, (name, value, allowed)
+    # And the guard itself: without --s3-bucket the first command would be refused.
+    deploy = next(c for c in commands if c[2] == "deploy")
+    bare = [w for i, w in enumerate(deploy) if w != "--s3-bucket" and (i == 0 or deploy[i - 1] != "--s3-bucket")]
+    assert not (size <= INLINE_TEMPLATE_LIMIT or _options(bare).get("s3-bucket"))
