@@ -314,3 +314,15 @@ def test_dynamodb_update_that_lost_a_race_reads_again(dataplane):
     assert len(raced) == 2
     assert record["Workflow"]["Stages"]["A"]["Progress"] == {"FramesDone": 2, "FramesTotal": 10}
     assert record["Workflow"]["Stages"]["B"]["Status"] == "Started" and record["CurrentStage"] == "B"
+
+
+def test_queued_view_rewinds_a_record_that_moved_on(dataplane, asset_id):
+    from mie_pose.dataplane.base import queued_view
+
+    execution_id = dataplane.create_execution(asset_id, "PoseWorkflow", ["A", "B"])
+    queued = dataplane.get_execution(execution_id)
+    dataplane.update_execution(execution_id, status="Started", stage="A", stage_status="Complete",
+                               stage_output=[{"Name": "Op", "Status": "Complete", "Media": {"Frames": {}}}])
+    dataplane.update_execution(execution_id, stage="B", stage_status="Started", progress=(1, 2))
+    view = queued_view(dataplane.get_execution(execution_id), dataplane.get_asset(asset_id)["media"])
+    assert view == queued

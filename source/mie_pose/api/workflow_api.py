@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 
-from ..dataplane.base import MIE_API_VERSION, Status
+from ..dataplane.base import MIE_API_VERSION, Status, queued_view
 from ..workflow.definition import (WorkflowDefinitionError, load_definition, operator_configuration,
                                    ordered_stages)
 from ..workflow.engine import mark_dead_runs
@@ -499,7 +499,10 @@ def start_execution(request, services):
     execution_id = services.start_workflow(asset_id, per_operator, definition_of(services, workflow))
     # The stages get the overrides (whatever the runner did); the record keeps what was asked, as MIE's does.
     dataplane.update_execution(execution_id, configuration=configuration or None, requested_configuration=configuration)
-    return 200, dataplane.get_execution(execution_id)
+    record = dataplane.get_execution(execution_id)
+    if record["Status"] != Status.WORKFLOW_QUEUED:  # a local worker may already be at it: answer as queued
+        record = queued_view(record, dataplane.get_asset(asset_id)["media"])
+    return 200, record
 
 
 @route("PUT", "/workflow/execution/{execution_id}", "resume an execution Waiting in a stage: "

@@ -141,6 +141,25 @@ def apply_execution_update(record: dict, *, status: str | None = None, stage: st
     return record
 
 
+def queued_view(record: dict, media: dict) -> dict:
+    """The record as it was when queued (what MIE's POST /workflow/execution answers), even when a fast local
+    worker has already moved it on: Queued, the first stage Started with the asset's media as Input."""
+    view = copy.deepcopy(record)
+    view["Status"] = Status.WORKFLOW_QUEUED
+    view.pop("Message", None)
+    view["Globals"] = {"Media": copy.deepcopy(media or {}), "MetaData": {}}
+    start = view.get("Workflow", {}).get("StartAt")
+    view["CurrentStage"] = start
+    for name, stage in view.get("Workflow", {}).get("Stages", {}).items():
+        for key in ("Outputs", "Progress", "Input"):
+            stage.pop(key, None)
+        stage["Metrics"] = {}
+        stage["Status"] = Status.STAGE_STARTED if name == start else Status.STAGE_NOT_STARTED
+        if name == start:
+            stage["Input"] = copy.deepcopy(view["Globals"])
+    return view
+
+
 def legacy_execution_record(row: dict) -> dict:
     """An execution stored before the MIE shape (execution_id, status, stages{Status, Output}) in MIE's shape."""
     stages = row.get("stages") or {}
