@@ -325,10 +325,13 @@ def test_media_url_is_a_short_presigned_url_of_the_proxy_or_the_original(moto_st
     # The URL needs no signing headers: a plain GET (what a <video> element sends) gets the video.
     assert requests.get(body["url"], timeout=10).content == vtest_5s_mp4.read_bytes()
 
-    # Once a browser proxy exists beside the video, the URL points at it.
-    stack.s3.put_object(Bucket=stack.upload_bucket, Key="uploads/proxy/browser.mp4", Body=b"h264")
+    # Once the asset's browser proxy exists (in the dataplane bucket, per asset), the URL points at it.
+    from mie_pose.aws.browser_proxy import proxy_location
+
+    proxy = proxy_location(created["AssetId"], stack.dataplane_bucket)
+    stack.s3.put_object(Bucket=proxy.bucket, Key=proxy.key, Body=b"h264")
     status, body = api("GET", f"/media-url/{created['AssetId']}")
-    assert urlsplit(body["url"]).path == "/uploads/proxy/browser.mp4"
+    assert urlsplit(body["url"]).path == "/" + proxy.key
     assert api("GET", "/media-url/unknown-asset")[0] == 404
 
 
