@@ -156,7 +156,7 @@ def test_iam_is_least_privilege(built_template):
 def test_buckets_are_encrypted_and_private(built_template):
     _, template, _ = built_template
     buckets = {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::S3::Bucket"}
-    assert set(buckets) == {"UploadBucket", "DataplaneBucket", "WebsiteBucket"}
+    assert set(buckets) == {"UploadBucket", "DataplaneBucket", "WebsiteBucket", "AccessLogsBucket"}
     for props in buckets.values():
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert all(props["PublicAccessBlockConfiguration"].values())
@@ -211,7 +211,14 @@ def test_every_bucket_denies_plain_http_and_aborts_stale_uploads(built_template)
         assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         # The bucket itself and every object in it.
         assert deny[0]["Resource"] == [{"Fn::GetAtt": [bucket, "Arn"]}, {"Fn::Sub": f"${{{bucket}.Arn}}/*"}]
-        assert all(s["Effect"] == "Deny" for s in policy["Statement"])  # grants nothing
+        allows = [s for s in policy["Statement"] if s["Effect"] != "Deny"]
+        if bucket == "AccessLogsBucket":  # grants S3's log delivery, for this account's buckets, writes only
+            assert allows == [{"Sid": "S3ServerAccessLogs", "Effect": "Allow",
+                               "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+                               "Resource": {"Fn::Sub": "${AccessLogsBucket.Arn}/*"},
+                               "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}]
+        else:
+            assert not allows  # grants nothing
         rules = resources[bucket]["Properties"]["LifecycleConfiguration"]["Rules"]
         abort = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
         assert len(abort) == 1 and abort[0]["Status"] == "Enabled" and "Prefix" not in abort[0]
@@ -448,3 +455,40 @@ def test_readme_deploy_commands_fit_the_clis_constraints(built_template):
     deploy = next(c for c in commands if c[2] == "deploy")
     bare = [w for i, w in enumerate(deploy) if w != "--s3-bucket" and (i == 0 or deploy[i - 1] != "--s3-bucket")]
     assert not (size <= INLINE_TEMPLATE_LIMIT or _options(bare).get("s3-bucket"))
+
+
+def _checkov() -> str | None:
+    for candidate in (os.environ.get("MIE_POSE_CHECKOV"), str(ROOT / ".venv-checkov" / "bin" / "checkov"),
+                      shutil.which("checkov")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def test_checkov_passes_the_built_template_with_reasoned_skips(built_template):
+    import re
+
+    checkov = _checkov()
+    if checkov is None:
+        if os.environ.get("CI"):
+            pytest.fail("checkov missing: python3.11 -m venv .venv-checkov && .venv-checkov/bin/pip install checkov==3.3.30")
+        pytest.skip("checkov missing (its own venv: .venv-checkov, or $MIE_POSE_CHECKOV)")
+    config = ROOT / "deployment" / ".checkov.yaml"
+    skips = re.findall(r"^  - (CKV_AWS_\d+) +# *(.*)$", config.read_text(), re.M)
+    assert skips and all(len(reason) > 40 for _, reason in skips), skips
+    # What the issue asks to fix is never skipped: API access logs and X-Ray, the upload trigger's DLQ
+    # (checked above), PITR; the skipped bucket checks are pinned here instead.
+    assert not {"CKV_AWS_76", "CKV_AWS_73", "CKV_AWS_28"} & {check for check, _ in skips}
+    resources = built_template[1]["Resources"]
+    buckets = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    for name, props in buckets.items():
+        if name != "AccessLogsBucket":
+            assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}, name
+    assert buckets["UploadBucket"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    result = subprocess.run([checkov, "-f", str(built_template[0]), "--config-file", str(config), "-o", "json"],
+                            capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout)
+    report = report[0] if isinstance(report, list) else report
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert result.returncode == 0 and not failed, failed
+    assert report["summary"]["passed"] > 100 and report["summary"]["parsing_errors"] == 0
