@@ -276,8 +276,9 @@ def test_media_outside_the_data_dir_is_refused(live_server):
 
 
 def test_foreign_host_and_cross_origin_writes_are_refused(live_server):
-    status, body = get_json(live_server, "/asset", headers={"Host": "evil.example:8080"})
-    assert status == 403 and body["Code"] == "ForbiddenError"
+    for host in ("evil.example:8080", "[::1", "127.0.0.1.evil.example"):
+        status, body = get_json(live_server, "/asset", headers={"Host": host})
+        assert status == 403 and body["Code"] == "ForbiddenError", host
     status, body = get_json(live_server, "/workflow/execution", "POST", b"{}",
                             {"Origin": "http://evil.example", "Content-Type": "text/plain"})
     assert status == 403

@@ -117,11 +117,11 @@ class CallerGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
         problem = None
-        if self.loopback_only and (urlsplit(f"//{host}").hostname or "") not in LOOPBACK_NAMES:
+        if self.loopback_only and _hostname(host) not in LOOPBACK_NAMES:
             problem = f"host {host!r} refused: this server answers only on this machine"
         origin = headers.get("origin")
         if (not problem and scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null"
-                and urlsplit(origin).netloc != host):
+                and _netloc(origin) != host):
             problem = f"cross-origin request from {origin} refused"
         if problem:
             return await json_error(403, problem, close=True)(scope, receive, send)
@@ -133,6 +133,20 @@ class CallerGuard:
             await send(message)
 
         await self.app(scope, receive, send_nosniff)
+
+
+def _hostname(host: str) -> str | None:
+    try:
+        return urlsplit(f"//{host}").hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return None
 
 
 def _raw_path(request: Request) -> str:
