@@ -1,7 +1,10 @@
 """The dataplane and workflow API on AWS: an API Gateway (REST, proxy integration) adapter to ``handle_request``.
 
 API Gateway authorizes every call with IAM (SigV4) before this runs; routing, validation and errors are
-``mie_pose.api.core``'s, so the local server and this Lambda answer the same routes the same way.
+``mie_pose.api.core``'s, so the local server and this Lambda answer the same routes the same way. The same
+event shape also arrives from MIE's ``MediaInsightsEngineLambdaHelper.DataPlane``, which invokes the API
+Lambda directly (body a JSON string). Raw answers (exports, Chalice-style strings) go back base64-encoded;
+GET answers carry an ETag, and a matching If-None-Match gets a bodyless 304.
 
 With ``CORS_ORIGIN`` set (the stack's CorsOrigin), every answer carries Access-Control-Allow-Origin, and an
 ``OPTIONS`` preflight that reaches this function (API Gateway answers it itself; a proxy in front may not)
