@@ -339,6 +339,21 @@ def test_a_chunked_upload_is_stopped_at_the_limit(small_server):
     assert not list((small_server.dataplane.data_dir / "uploads").iterdir())
 
 
+def test_a_chunked_upload_under_the_limit_is_stored(live_server, astronaut_mp4):
+    data = astronaut_mp4.read_bytes()
+    connection = http.client.HTTPConnection(live_server.host, live_server.port, timeout=60)
+    try:
+        chunks = (data[i:i + 8192] for i in range(0, len(data), 8192))
+        connection.request("POST", "/upload?name=chunked.mp4", body=chunks, encode_chunked=True,
+                           headers={"Content-Type": "application/octet-stream"})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 201, body
+    assert source_path(live_server.dataplane, body["AssetId"]).read_bytes() == data
+
+
 @pytest.mark.parametrize("name, data", [
     ("notes.txt", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100),  # video bytes, wrong extension
     ("clip.mp4", b"this is not a video\n" * 20),                     # right extension, text content
