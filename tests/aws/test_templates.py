@@ -44,10 +44,14 @@ def _validate(tmp_path, text: str) -> subprocess.CompletedProcess:
     return subprocess.run([_asl_validator(), "--json-path", str(path)], capture_output=True, text=True)
 
 
+def _substitutions() -> dict:
+    """Concrete values for every DefinitionSubstitution: function ARNs, numbers for the rest."""
+    return {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name[:-3]}" if name.endswith("Arn") else 10
+            for name in state_machine.substitution_names()}
+
+
 def _rendered(asl: dict) -> str:
-    fake = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name[:-3]}"
-            for name in state_machine.substitution_names() if name.endswith("Arn")}
-    return state_machine.render(asl, {**fake, state_machine.MAP_CONCURRENCY: 10})
+    return state_machine.render(asl, _substitutions())
 
 
 def test_generated_state_machine_is_valid_asl(built_template, tmp_path):
@@ -56,40 +60,59 @@ def test_generated_state_machine_is_valid_asl(built_template, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     # The validator does catch a broken machine: drop one transition.
     broken = json.loads(_rendered(asl))
-    del broken["States"]["FrameExtractionCommit"]["Next"]
+    name = next(n for n, state in broken["States"].items() if state["Type"] == "Task" and "Next" in state)
+    del broken["States"][name]["Next"]
     assert _validate(tmp_path, json.dumps(broken)).returncode != 0
 
 
 def test_state_machine_follows_the_workflow_definition(built_template):
+    """MIE's stage pattern per operator (start, poll the status while Executing, complete the stage), stages
+    in the definition's order, the browser proxy beside the stages after FrameExtraction; each operator's
+    fan-out is a Distributed Map on the same machine, entered through Route."""
     _, template, asl = built_template
     definition = load_definition()
     stages = ordered_stages(definition)
-    assert asl["StartAt"] == f"{stages[0].operators[0]}Plan"
-    # Walk the happy path: every stage's operator runs Plan -> Map -> Commit in the definition's order; the
-    # stages after FrameExtraction run in the Parallel's first branch, the browser proxy in its second.
+    operators = [stage.operators[0] for stage in stages]
+    first = f"Start {operators[0]} ({stages[0].name})"
+    assert asl["StartAt"] == "Route" and asl["States"]["Route"]["Default"] == first
+
     def walk(states: dict, name: str) -> list[str]:
+        """The happy path: every Choice takes the branch that completes the stage."""
         walked = []
         while True:
             walked.append(name)
-            if states[name]["Type"] == "Parallel":
-                first = states[name]["Branches"][0]
-                walked.extend(walk(first["States"], first["StartAt"]))
-            if states[name].get("End"):
+            state = states[name]
+            if state["Type"] == "Parallel":
+                branch = state["Branches"][0]
+                walked.extend(walk(branch["States"], branch["StartAt"]))
+            if state.get("End"):
                 return walked
-            name = states[name]["Next"]
+            if state["Type"] == "Choice":
+                name = next(c["Next"] for c in state["Choices"] if c["Next"].startswith("Complete "))
+            else:
+                name = state["Next"]
 
-    walked = walk(asl["States"], asl["StartAt"])
-    operators = [stage.operators[0] for stage in stages]
-    steps = [f"{op}{step}" for op in operators for step in ("Plan", "Map", "Commit")]
-    assert walked == steps[:3] + ["AfterFrameExtraction"] + steps[3:] + ["AnalysisDone", "WorkflowComplete"]
+    walked = walk(asl["States"], first)
+    expected = []
+    for operator, stage in zip(operators, stages):
+        expected += [f"Start {operator} ({stage.name})", f"Did {operator} Start? ({stage.name})", f"Complete {stage.name}"]
+    assert walked == expected[:3] + ["AfterFrameExtraction"] + expected[3:] + ["AnalysisDone", "WorkflowComplete"]
     parallel = asl["States"]["AfterFrameExtraction"]
-    assert parallel["OutputPath"] == "$[0]" and parallel["Next"] == "WorkflowComplete"
+    assert parallel["Next"] == "WorkflowComplete"
     states = {**asl["States"], **parallel["Branches"][0]["States"]}
-    for op in operators:
-        assert states[f"{op}Map"]["MaxConcurrency"] == "__MAP_CONCURRENCY__"
+    # While an operator runs the machine waits PollSeconds and asks its status again.
+    for operator, stage in zip(operators, stages):
+        started = states[f"Did {operator} Start? ({stage.name})"]
+        assert {c["Next"] for c in started["Choices"]} >= {f"{operator} Wait ({stage.name})", f"Complete {stage.name}"}
+        assert states[f"{operator} Wait ({stage.name})"]["Seconds"] == "__POLL_SECONDS__"
+        assert states[f"{operator} Wait ({stage.name})"]["Next"] == f"Get {operator} Status ({stage.name})"
+        assert started["Default"] == f"{operator} Failed ({stage.name})"
+        fan_out = asl["States"][f"{operator} Work"]
+        assert fan_out["Type"] == "Map" and fan_out["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+        assert fan_out["MaxConcurrency"] == "__MAP_CONCURRENCY__"
     # Every operator failure is cleaned up and fails the execution, in whichever branch it runs.
-    assert states["FrameExtractionFailed"]["Next"] == "WorkflowFailed"
-    assert states["PoseDetectionFailed"]["Next"] == "AnalysisFailed"
+    assert states[f"{operators[0]} Failed ({stages[0].name})"]["Next"] == "WorkflowFailed"
+    assert states[f"{operators[1]} Failed ({stages[1].name})"]["Next"] == "AnalysisFailed"
     for failed, error in (("WorkflowFailed", "WorkflowError"), ("AnalysisFailed", "AnalysisError")):
         assert states[failed]["Parameters"]["Step"] == "fail" and states[error]["Type"] == "Fail"
     # The browser proxy never fails the workflow: any error of its task is caught into a Pass that ends.
@@ -99,15 +122,15 @@ def test_state_machine_follows_the_workflow_definition(built_template):
     assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": "BrowserProxyFailed"}]
     assert proxy["States"]["BrowserProxyFailed"] == {"Type": "Pass", "Comment": "recorded in the execution history only",
                                                       "End": True}
-    # The template carries the same definition, with the concurrency bound to the stack parameter.
+    # The template carries the same definition, with the numbers bound to the stack parameters.
     properties = template["Resources"]["StateMachine"]["Properties"]
-    assert "${MapConcurrency}" in properties["DefinitionString"]
-    assert json.loads(_rendered(asl)) == json.loads(state_machine.render(
-        json.loads(properties["DefinitionString"].replace("${MapConcurrency}", '"__MAP_CONCURRENCY__"')),
-        {k: f"arn:aws:lambda:us-east-1:123456789012:function:{k[:-3]}" for k in state_machine.substitution_names()
-         if k.endswith("Arn")} | {"MapConcurrency": 10}))
+    text = properties["DefinitionString"]
+    assert "${MapConcurrency}" in text and "${PollSeconds}" in text
+    assert json.loads(_rendered(asl)) == json.loads(state_machine.render(json.loads(
+        text.replace("${MapConcurrency}", '"__MAP_CONCURRENCY__"').replace("${PollSeconds}", '"__POLL_SECONDS__"')),
+        _substitutions()))
     assert set(properties["DefinitionSubstitutions"]) == set(state_machine.substitution_names())
-    retry = states["PoseDetectionMap"]["ItemProcessor"]["States"]["PoseDetectionItem"]["Retry"]
+    retry = asl["States"]["PoseDetection Work"]["ItemProcessor"]["States"]["PoseDetection Item"]["Retry"]
     assert any("EndpointThrottled" in r["ErrorEquals"] for r in retry)
 
 
@@ -186,7 +209,11 @@ def test_registration_goes_through_the_deployed_api_with_exactly_its_routes(buil
     assert len(invoke) == 1 and all(not a.startswith(("dynamodb:", "s3:")) for s in statements for a in s["Action"])
     prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestApi}/${ApiStage}/"
     granted = {arn["Fn::Sub"].removeprefix(prefix) for arn in invoke[0]["Resource"]}
-    assert granted == {f"{method}{path}" for method, path, handler, _ in ROUTES if handler in REGISTRATION_HANDLERS}
+    import re
+
+    # A route's path parameters are granted as IAM wildcards ({name} -> *).
+    assert granted == {f"{method}{re.sub(r'{[^}]+}', '*', path)}" for method, path, handler, _ in ROUTES
+                       if handler in REGISTRATION_HANDLERS}
 
 
 def test_api_may_read_the_videos_it_presigns(built_template):
@@ -248,7 +275,8 @@ def test_intermediate_frames_expire_after_a_parameter_number_of_days(built_templ
         assert object_tagging(key) is None
     # Writers of frames may tag them; nobody else gets the permission.
     taggers = {role for role, s in _statements(template) if "s3:PutObjectTagging" in s["Action"]}
-    assert taggers == {"FrameExtractionRole", "WorkflowRole"}
+    # (PoseDetection stages its chunk pages in the run's scratch space under the same rule.)
+    assert taggers == {"FrameExtractionRole", "PoseDetectionRole", "WorkflowRole"}
 
 
 def test_cors_preflight_needs_no_signature_when_an_origin_is_set(built_template):
