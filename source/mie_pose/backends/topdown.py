@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .base import Person
-from .person_detectors import content_region
+from .person_detectors import box_iou, content_region
 
 # The person detector (NanoDet) and its score threshold inside this backend, chosen on the tuning part of
 # tests/data/eval (bench/bench_accuracy.py --part tuning): NanoDet at 0.5 gave recall 0.93 / precision 1.00
@@ -37,32 +37,52 @@ CUT_OFF_MIN_SCORE = PERSON_SCORE_THRESHOLD
 CUT_OFF_PRESENCE = 0.0
 # Boxes shorter than this fraction of the frame are too small for the whole-frame BlazePose detector.
 WHOLE_FRAME_MIN_HEIGHT = 0.3
+# Two detector boxes on one person (NMS keeps both when they overlap less than its IoU 0.5: a whole-body and an
+# upper-body box) give BlazePose the same body twice, so final persons are suppressed by keypoint similarity,
+# not box IoU: a person whose keypoints match a better-scored person's at this OKS (the better one's box area
+# as the scale) is dropped. Chosen on the tuning part (see DUPLICATE_OKS's note in the README's accuracy text).
+DUPLICATE_OKS = 0.5
+# A hidden partner in an overlapping pair scores under the detector threshold (0.17-0.27). PARTNER_SCORE, when
+# set, keeps such a box when it overlaps an accepted person's box by at least PARTNER_IOU and BlazePose finds a
+# person on it at its own presence threshold that is not a duplicate of an accepted person. None: off.
+PARTNER_SCORE: float | None = None
+PARTNER_IOU = 0.2
 
 
 class TopDownBackend:
     name = "topdown"
 
     def __init__(self, person_detector, pose_detector, landmarker, cut_off_min_score: float = CUT_OFF_MIN_SCORE,
-                 cut_off_presence: float = CUT_OFF_PRESENCE):
+                 cut_off_presence: float = CUT_OFF_PRESENCE, duplicate_oks: float | None = DUPLICATE_OKS,
+                 score_threshold: float = 0.0, partner_iou: float = PARTNER_IOU):
         self.person_detector = person_detector
         self.pose_detector = pose_detector
         self.landmarker = landmarker
         self.cut_off_min_score = cut_off_min_score
         self.cut_off_presence = cut_off_presence
+        self.duplicate_oks = duplicate_oks
+        # Detections under this score (the detector itself may run lower) are partner candidates only.
+        self.score_threshold = score_threshold
+        self.partner_iou = partner_iou
 
     @classmethod
     def default(cls, model_dir: str | None = None, num_threads: int = 2, tiles: int = DETECTOR_TILES,
-                score_threshold: float = PERSON_SCORE_THRESHOLD) -> "TopDownBackend":
+                score_threshold: float = PERSON_SCORE_THRESHOLD, partner_score: float | None = PARTNER_SCORE,
+                **options) -> "TopDownBackend":
         from .blazepose import BlazePoseDetector, BlazePoseLandmarker
         from .person_detectors import NanoDetPersonDetector, TiledPersonDetector
 
-        detector = NanoDetPersonDetector(score_threshold=score_threshold, num_threads=num_threads)
+        low = score_threshold if partner_score is None else min(score_threshold, partner_score)
+        detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
         return cls(TiledPersonDetector(detector, tiles=tiles),
                    BlazePoseDetector(model_dir, num_threads=num_threads),
-                   BlazePoseLandmarker(model_dir, num_threads=num_threads))
+                   BlazePoseLandmarker(model_dir, num_threads=num_threads),
+                   score_threshold=score_threshold, **options)
 
     def __call__(self, image_bgr: np.ndarray) -> list[Person]:
-        boxes = sorted(self.person_detector(image_bgr), key=lambda d: -d.score)
+        detections = sorted(self.person_detector(image_bgr), key=lambda d: -d.score)
+        boxes = [d for d in detections if d.score >= self.score_threshold]
+        partners = [d for d in detections if d.score < self.score_threshold]
         if not boxes:
             return []
         h, w = image_bgr.shape[:2]
@@ -85,7 +105,41 @@ class TopDownBackend:
                 person.score = float(detection.score) * float(person.score)
                 person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
                 persons.append(person)
+        if partners and persons:
+            accepted = np.array([p.extra["detector_box"] for p in persons], np.float64)
+            for detection in partners:
+                if box_iou(np.array([detection.box_px], np.float64), accepted).max() < self.partner_iou:
+                    continue
+                person = self.landmarker(image_bgr, detection.box_px)  # BlazePose's own presence threshold
+                if person is not None:
+                    person.score = float(detection.score) * float(person.score)
+                    person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
+                    person.extra["partner"] = True
+                    persons.append(person)
+        if self.duplicate_oks is not None:
+            persons = suppress_duplicates(persons, w, h, self.duplicate_oks)
         return persons
+
+
+def person_oks(a: Person, b: Person, w: int, h: int) -> float:
+    """Keypoint similarity of two persons (COCO OKS over all 17 keypoints), on ``a``'s box area as the scale."""
+    from .evaluation import OKS_SIGMAS
+
+    ka = np.asarray(a.keypoints, np.float64)[:, :2] * (w, h)
+    kb = np.asarray(b.keypoints, np.float64)[:, :2] * (w, h)
+    box = a.extra.get("detector_box") or (a.bbox[0] * w, a.bbox[1] * h, a.bbox[2] * w, a.bbox[3] * h)
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1.0)
+    d2 = np.sum((ka - kb) ** 2, axis=1)
+    return float(np.mean(np.exp(-d2 / (2 * area * (2 * OKS_SIGMAS) ** 2))))
+
+
+def suppress_duplicates(persons: list[Person], w: int, h: int, min_oks: float = DUPLICATE_OKS) -> list[Person]:
+    """Greedy by score: drop a person whose keypoints match an already kept person's at ``min_oks`` or more."""
+    kept: list[Person] = []
+    for person in sorted(persons, key=lambda p: -p.score):
+        if all(person_oks(k, person, w, h) < min_oks for k in kept):
+            kept.append(person)
+    return [p for p in persons if any(p is k for k in kept)]  # in the input order
 
 
 def _at_edge(box, content, margin: float = 3.0) -> bool:
