@@ -447,8 +447,11 @@ def test_every_function_imports_its_handler_from_the_built_artifacts_alone(stack
 
 
 def test_upload_runs_the_whole_workflow_in_the_shipped_functions(stack, clip_2s):
-    # 2 s at the default 2 FPS: 4 frames, one PoseDetection chunk.
-    stack.queue_endpoint_results([walking_answer(4)] * 3)
+    from mie_pose.backends.sagemaker_endpoint import DEFAULT_MAX_BATCH
+
+    # 2 s at the default 2 FPS: 4 frames, one PoseDetection chunk, in requests of DEFAULT_MAX_BATCH images.
+    stack.queue_endpoint_results([walking_answer(min(DEFAULT_MAX_BATCH, 4 - start))
+                                  for start in range(0, 4, DEFAULT_MAX_BATCH)])
     key = "uploads/street scene.mp4"
     stack.s3.upload_file(str(clip_2s), stack.upload_bucket, key)
     event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "awsRegion": REGION,
