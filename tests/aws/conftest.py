@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 import os
+import threading
 import time
 import traceback
 import zipfile
@@ -76,6 +77,9 @@ def _lambda_result(handler_path: str, event):
                            "stackTrace": traceback.format_exc().splitlines()[-5:]}), True
 
 
+_INVOCATION_LOCK = threading.Lock()
+
+
 @pytest.fixture
 def in_process_lambdas(monkeypatch):
     """Every moto Lambda invocation calls the function's real handler here, with its environment."""
@@ -86,14 +90,18 @@ def in_process_lambdas(monkeypatch):
     def invoke(self, event=None):
         if isinstance(event, (str, bytes)):
             event = json.loads(event)
-        saved = dict(os.environ)
-        os.environ.update({k: str(v) for k, v in (self.environment_vars or {}).items()})
-        try:
-            calls.append((self.handler, event))
-            body, errored = _lambda_result(self.handler, event)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        # One invocation at a time: each runs with its own function's environment in this one process, and
+        # moto's Step Functions threads (Map, Parallel) would otherwise interleave the save and restore of
+        # os.environ and leave one function's variables (e.g. DATAPLANE_API_ENDPOINT) behind for later tests.
+        with _INVOCATION_LOCK:
+            saved = dict(os.environ)
+            os.environ.update({k: str(v) for k, v in (self.environment_vars or {}).items()})
+            try:
+                calls.append((self.handler, event))
+                body, errored = _lambda_result(self.handler, event)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
         return body, errored, ""
 
     monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke)
