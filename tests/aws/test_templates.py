@@ -520,3 +520,17 @@ def test_checkov_passes_the_built_template_with_reasoned_skips(built_template):
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert result.returncode == 0 and not failed, failed
     assert report["summary"]["passed"] > 100 and report["summary"]["parsing_errors"] == 0
+
+
+def test_every_function_and_the_api_are_traced(built_template):
+    _, template, _ = built_template
+    resources = template["Resources"]
+    xray = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}
+    functions = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    assert len(functions) >= 7
+    for name, props in functions.items():
+        assert props["TracingConfig"] == {"Mode": "Active"}, name
+        role = props["Role"]["Fn::GetAtt"][0]
+        assert xray in resources[role]["Properties"]["ManagedPolicyArns"], (name, role)
+    assert resources["ApiStage"]["Properties"]["TracingEnabled"] is True
+    assert resources["ApiStage"]["Properties"]["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
