@@ -76,6 +76,10 @@ def main(argv=None) -> int:
     print(f"{args.backend} on the {args.part} part: {len(frames)} frames in {elapsed:.1f} s"
           + (f"; skipped for missing media: {', '.join(skipped)}" if skipped else ""))
     print_table(table)
+    hand, every = table["hand_keypoints"], table["all"]
+    print(f"keypoints: hand-labelled person instances {hand['keypoint_people']}: PCK@0.2 {fmt(hand['pck'])}, OKS AP {fmt(hand['oks_ap'])}; "
+          f"all keypoint-labelled {every['keypoint_people']} (with the reviewed BlazePose ones): PCK@0.2 {fmt(every['pck'])}, "
+          f"OKS AP {fmt(every['oks_ap'])}")
     merged = [(r.frame.id, k) for r in results for k, _, _ in r.merged]
     if merged:
         print("merged boxes:", ", ".join(f"{fid} (output {k})" for fid, k in merged))

@@ -5,6 +5,7 @@ Thresholds sit a little under what bench/bench_accuracy.py measured on the tunin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,19 @@ def test_labels_score_perfectly_and_cover_the_categories(tuning):
     assert table["empty"]["frames"] >= 3
 
 
+def test_most_keypoint_labels_are_placed_by_hand():
+    specs = json.loads((EVAL_DIR / "frames.json").read_text())
+    people = [p for s in specs if "derived_from" not in s for p in s["persons"] if "keypoints" in p]
+    hand = [p for p in people if p.get("keypoints_by") == "hand"]
+    assert len(hand) >= 40 and len(people) - len(hand) <= 5
+    for p in hand:
+        kp = np.array(p["keypoints"], np.float64)
+        assert kp.shape == (17, 3) and (kp[:, 2] > 0).sum() >= 7
+        x0, y0, x1, y1 = p["box"]
+        inside = kp[kp[:, 2] > 0]
+        assert np.all((inside[:, 0] >= x0 - 4) & (inside[:, 0] <= x1 + 4) & (inside[:, 1] >= y0 - 4) & (inside[:, 1] <= y1 + 4))
+
+
 def test_a_box_around_two_people_is_a_merge_and_a_miss(tuning):
     frame = next(f for f in tuning if f.id == "vtest#300")
     a, b = frame.persons[2].box, frame.persons[5].box  # two people side by side
@@ -63,13 +77,16 @@ def test_topdown_on_the_tuning_part(tuning):
     from mie_pose.backends.evaluation import evaluate_backend
 
     table, _ = evaluate_backend(create_backend("topdown"), tuning)
-    # Measured (bench/bench_accuracy.py --part tuning, NanoDet 0.45): recall 0.93, precision 0.99, no merge,
-    # PCK 0.95, portrait 0.89, letterboxed 0.97, small 0.96, crowd 0.97, cut off at the top 0.73 (0.18 before
-    # cut-off people kept their keypoints), at the left 4/4.
+    # Measured (bench/bench_accuracy.py --part tuning, NanoDet 0.5, keypoint-similarity duplicate suppression):
+    # recall 0.94, precision 1.00, no merge, portrait 0.89, letterboxed 0.97, small 0.97, crowd 0.98, cut off at
+    # the top 0.73 (0.18 before cut-off people kept their keypoints), at the left 6/6. Keypoints: PCK@0.2 0.65
+    # over all keypoint-labelled people, 0.56 on the hand-labelled ones (0.95 when 46 of the 50 labels were
+    # reviewed BlazePose proposals: that measured agreement with BlazePose, not accuracy).
     assert table["all"]["recall"] >= 0.9
     assert table["all"]["precision"] >= 0.97
     assert table["all"]["merged"] == 0
-    assert table["all"]["pck"] >= 0.92
+    assert table["all"]["pck"] >= 0.6
+    assert table["hand_keypoints"]["pck"] >= 0.5
     assert table["portrait"]["recall"] >= 0.85
     assert table["letterboxed"]["recall"] >= 0.93
     assert table["small"]["recall"] >= 0.92

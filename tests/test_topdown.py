@@ -74,3 +74,24 @@ def test_recall_and_precision_on_labelled_people(backend):
 
 def test_nobody_on_black(backend):
     assert backend(np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_a_person_found_twice_is_kept_once_but_neighbours_stay():
+    """Two detector boxes on one body (whole and upper body) give the same keypoints: the weaker one goes;
+    a different person standing shoulder to shoulder (keypoints a body width away) stays."""
+    from mie_pose.backends.base import Person
+    from mie_pose.backends.topdown import person_oks, suppress_duplicates
+
+    w, h = 768, 576
+    rng = np.random.default_rng(0)
+    body = np.column_stack([rng.uniform(0.40, 0.44, 17), rng.uniform(0.35, 0.55, 17), np.ones(17)])
+
+    def person(kp, score, box):
+        return Person(score, box, kp, extra={"detector_box": (box[0] * w, box[1] * h, box[2] * w, box[3] * h)})
+
+    whole = person(body, 0.8, (0.39, 0.34, 0.45, 0.56))
+    upper = person(body + [0.003, 0.004, 0], 0.6, (0.39, 0.34, 0.45, 0.46))
+    neighbour = person(body + [0.045, 0, 0], 0.7, (0.435, 0.34, 0.495, 0.56))
+    assert person_oks(whole, upper, w, h) > 0.5 > person_oks(whole, neighbour, w, h)
+    kept = suppress_duplicates([upper, neighbour, whole], w, h)
+    assert kept == [neighbour, whole]  # input order, the better-scored copy
