@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DETECTOR = "mie_pose/models/person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite"
+DETECTOR = "mie_pose/models/person-detector-nanodet/nanodet-m-416-fp16.tflite"
+# Weights whose upstream states no licence must never ship (models/PROVENANCE.md).
+UNLICENSED = "mie_pose/models/person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -60,6 +62,7 @@ def test_the_sdist_and_the_wheel_carry_the_web_app_and_the_weights(dist):
     with zipfile.ZipFile(dist["wheel"]) as wheel:
         names = set(wheel.namelist())
     assert {"mie_pose/webapp/index.html", "mie_pose/webapp/js/main.js", DETECTOR} <= names
+    assert UNLICENSED not in names
     assert not any(name.endswith(".py") and name.startswith("mie_pose/models/") and "/code/" not in name
                    for name in names)  # the models folder's build scripts are not modules of the package
     with tarfile.open(dist["sdist"]) as sdist:
@@ -67,12 +70,13 @@ def test_the_sdist_and_the_wheel_carry_the_web_app_and_the_weights(dist):
     assert members["source/mie_pose/webapp/index.html"].isfile()
     assert members[f"source/{DETECTOR}"].isfile() and members[f"source/{DETECTOR}"].size > 1_000_000
     assert not any(name.startswith(("models/", "webapp/")) for name in members)  # shipped once, as package data
+    assert f"source/{UNLICENSED}" not in members
 
 
 def test_installed_package_uses_only_its_own_files(installed):
     python = installed["venv"] / "bin" / "python"
     probe = ("import json, mie_pose, mie_pose.resources as r; print(json.dumps([mie_pose.__file__, str(r.webapp_dir()),"
-             " str(r.model_file('person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite'))]))")
+             " str(r.model_file('person-detector-nanodet/nanodet-m-416-fp16.tflite'))]))")
     paths = json.loads(run([str(python), "-c", probe], cwd=installed["place"], env=installed["env"]).stdout)
     site = installed["venv"].resolve()
     for path in map(Path, paths):
