@@ -137,8 +137,8 @@ def child_analyze(video: str, data_dir: str) -> None:
     execution = WorkflowEngine(dataplane, dataplane.storage).run(asset_id, {"FrameExtraction": {"FPS": FPS}},
                                                                  progress=progress)
     total_s = time.perf_counter() - start
-    if execution["status"] != "Complete":
-        raise SystemExit(f"workflow failed: {execution['message']}")
+    if execution["Status"] != "Complete":
+        raise SystemExit(f"workflow failed: {json.dumps(execution)[:2000]}")
     document = dataplane.read_document(asset_id, "PoseDetection")
     extraction_end = marks["FrameExtraction"][1]
     print(json.dumps({
