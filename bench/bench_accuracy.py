@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     print_table(table)
     hand, every = table["hand_keypoints"], table["all"]
     print(f"keypoints: hand-labelled person instances {hand['keypoint_people']}: PCK@0.2 {fmt(hand['pck'])}, OKS AP {fmt(hand['oks_ap'])}; "
-          f"all keypoint-labelled {every['keypoint_people']} (with the reviewed BlazePose ones): PCK@0.2 {fmt(every['pck'])}, "
+          f"all keypoint-labelled {every['keypoint_people']}: PCK@0.2 {fmt(every['pck'])}, "
           f"OKS AP {fmt(every['oks_ap'])}")
     merged = [(r.frame.id, k) for r in results for k, _, _ in r.merged]
     if merged:

@@ -42,7 +42,7 @@ def test_most_keypoint_labels_are_placed_by_hand():
     specs = json.loads((EVAL_DIR / "frames.json").read_text())
     people = [p for s in specs if "derived_from" not in s for p in s["persons"] if "keypoints" in p]
     hand = [p for p in people if p.get("keypoints_by") == "hand"]
-    assert len(hand) >= 40 and len(people) - len(hand) <= 5
+    assert len(hand) >= 40 and len(hand) == len(people)
     for p in hand:
         kp = np.array(p["keypoints"], np.float64)
         assert kp.shape == (17, 3) and (kp[:, 2] > 0).sum() >= 7
@@ -79,14 +79,15 @@ def test_topdown_on_the_tuning_part(tuning):
     table, _ = evaluate_backend(create_backend("topdown"), tuning)
     # Measured (bench/bench_accuracy.py --part tuning, NanoDet 0.5, keypoint-similarity duplicate suppression):
     # recall 0.94, precision 1.00, no merge, portrait 0.89, letterboxed 0.97, small 0.97, crowd 0.98, cut off at
-    # the top 0.73 (0.18 before cut-off people kept their keypoints), at the left 6/6. Keypoints: PCK@0.2 0.65
-    # over all keypoint-labelled people, 0.56 on the hand-labelled ones (0.95 when 46 of the 50 labels were
-    # reviewed BlazePose proposals: that measured agreement with BlazePose, not accuracy).
+    # the top 0.73 (0.18 before cut-off people kept their keypoints), at the left 6/6. Keypoints, all placed by
+    # hand: PCK@0.2 0.54, OKS AP 0.33 (0.95 / 0.91 when 46 of the 50 labels were reviewed BlazePose proposals:
+    # that measured agreement with BlazePose, not accuracy).
     assert table["all"]["recall"] >= 0.9
     assert table["all"]["precision"] >= 0.97
     assert table["all"]["merged"] == 0
-    assert table["all"]["pck"] >= 0.6
-    assert table["hand_keypoints"]["pck"] >= 0.5
+    assert table["all"]["pck"] >= 0.5
+    assert table["all"]["oks_ap"] >= 0.3
+    assert table["hand_keypoints"]["keypoint_people"] == table["all"]["keypoint_people"]
     assert table["portrait"]["recall"] >= 0.85
     assert table["letterboxed"]["recall"] >= 0.93
     assert table["small"]["recall"] >= 0.92
