@@ -106,30 +106,9 @@ def mocked(aws_credentials):
 
 def _dataplane(inline_limit=300_000):
     import boto3
+    from dynamo_tables import dynamo_dataplane
 
-    from mie_pose.dataplane.dynamodb import DynamoDataplane
-
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="dp-bucket")
-    ddb.create_table(TableName="assets", KeySchema=[{"AttributeName": "asset_id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
-    ddb.create_table(TableName="executions", KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "execution_id", "AttributeType": "S"},
-                                           {"AttributeName": "asset_id", "AttributeType": "S"},
-                                           {"AttributeName": "created", "AttributeType": "N"}],
-                     GlobalSecondaryIndexes=[{"IndexName": "asset_id-created", "Projection": {"ProjectionType": "ALL"},
-                                              "KeySchema": [{"AttributeName": "asset_id", "KeyType": "HASH"},
-                                                            {"AttributeName": "created", "KeyType": "RANGE"}]}],
-                     BillingMode="PAY_PER_REQUEST")
-    ddb.create_table(TableName="metadata", KeySchema=[{"AttributeName": "asset_id", "KeyType": "HASH"},
-                                                      {"AttributeName": "item", "KeyType": "RANGE"}],
-                     AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"},
-                                           {"AttributeName": "item", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
-    return DynamoDataplane(ddb, assets_table="assets", executions_table="executions", metadata_table="metadata",
-                           bucket="dp-bucket", s3_client=s3, inline_limit=inline_limit), s3
+    return dynamo_dataplane(boto3, inline_limit=inline_limit), boto3.client("s3", region_name=REGION)
 
 
 def _document(asset_id, frames):
@@ -349,16 +328,12 @@ def test_custom_resource_reports_a_refused_registration(aws_credentials, local_a
 
 
 def test_dynamo_dataplane_registry(mocked):
-    import boto3
-
     from mie_pose.dataplane import DataplaneError
 
     dataplane, _ = _dataplane()
+    dataplane.registry_table = None  # a dataplane without WORKFLOW_TABLE
     with pytest.raises(DataplaneError, match="WORKFLOW_TABLE"):
         dataplane.get_registration("workflow", "W")
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(TableName="workflows", KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
     dataplane.registry_table = "workflows"
     for name in ("B", "A"):
         dataplane.put_registration("operation", name, {"Name": name, "Handler": f"arn:{name}"})
