@@ -8,6 +8,7 @@ by later runs; ``code/`` is copied afresh every session, so the code under test 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -81,3 +82,16 @@ def answer_json(answer: dict) -> dict:
     assert answer["status"] == 200, answer
     assert answer["content_type"] == "application/json"
     return json.loads(answer["body"])
+
+
+def png_bytes(rgb) -> bytes:
+    """An RGB array as the PNG bytes a client would send (``image/png``)."""
+    import cv2  # noqa: PLC0415
+
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buffer.tobytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

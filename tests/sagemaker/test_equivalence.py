@@ -13,7 +13,6 @@ container crops from the full-resolution image, GluonCV's demo from the detector
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 
@@ -24,7 +23,7 @@ from skimage import data as skimage_data
 
 from media_clips import first_frames, opencv_doc_file
 
-from .conftest import MODELS, POSE, answer_json, run_mxnet
+from .conftest import MODELS, POSE, answer_json, b64, png_bytes, run_mxnet
 
 JSON = "application/json"
 THRESHOLD = 0.1
@@ -41,16 +40,6 @@ RANDOM_CROPS = 60
 PIXEL_TOLERANCE = 1e-3
 
 
-def _png(rgb) -> bytes:
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buffer.tobytes()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 @pytest.fixture(scope="module")
 def images():
     vtest = cv2.cvtColor(first_frames(opencv_doc_file("vtest.avi"), 1)[0], cv2.COLOR_BGR2RGB)
@@ -62,7 +51,7 @@ def reference(model_dir, mxnet_python, reference_packages, images, tmp_path_fact
     work = tmp_path_factory.mktemp("gluoncv-reference")
     cases = []
     for name, rgb in images.items():
-        (work / f"{name}.png").write_bytes(_png(rgb))
+        (work / f"{name}.png").write_bytes(png_bytes(rgb))
         case = {"name": name, "image": str(work / f"{name}.png"), "short": 512 if name == "astronaut" else VTEST_SHORT,
                 "resized_out": str(work / f"{name}-resized.npy")}
         if name == "astronaut":
@@ -96,7 +85,7 @@ def _reference_persons(result, image_size):
 
 
 def _detect(detector, rgb, short, max_persons=100):
-    request = {"images": [_b64(_png(rgb))], "threshold": THRESHOLD, "max_persons": max_persons, "short": short}
+    request = {"images": [b64(png_bytes(rgb))], "threshold": THRESHOLD, "max_persons": max_persons, "short": short}
     return detector.invoke(json.dumps(request).encode(), JSON)
 
 
@@ -131,7 +120,7 @@ def test_pose_on_given_boxes_equals_gluoncv(pose, reference):
     result = reference["vtest"]
     resized = result["resized"]
     height, width = resized.shape[:2]
-    request = {"images": [{"image": _b64(_png(resized)),
+    request = {"images": [{"image": b64(png_bytes(resized)),
                            "persons": [{"score": 1.0, "bbox_px": box} for box in GIVEN_BOXES]}]}
     (answer,) = answer_json(pose.invoke(json.dumps(request).encode(), JSON))["images"]
     assert len(answer["persons"]) == len(result["given"]) == len(GIVEN_BOXES)

@@ -21,7 +21,7 @@ from skimage import data as skimage_data
 from mie_pose.backends import gluoncv
 from mie_pose.schema import KEYPOINT_NAMES, validate_document
 
-from .conftest import DETECTOR, MODELS, POSE, answer_json
+from .conftest import DETECTOR, MODELS, POSE, answer_json, b64, png_bytes
 
 JSON = "application/json"
 
@@ -35,16 +35,6 @@ def _jpeg(rgb, quality=92) -> bytes:
     ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return buffer.tobytes()
-
-
-def _png(rgb) -> bytes:
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buffer.tobytes()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _unit(values):
@@ -112,10 +102,10 @@ def test_detector_single_jpeg(detector, astronaut_rgb):
 
 def test_detector_png_and_json_batch_with_request_options(detector, astronaut_rgb):
     small = cv2.resize(astronaut_rgb, (320, 240), interpolation=cv2.INTER_AREA)
-    png = answer_json(detector.invoke(_png(small), "image/png"))
+    png = answer_json(detector.invoke(png_bytes(small), "image/png"))
     assert (png["images"][0]["width"], png["images"][0]["height"]) == (320, 240)
 
-    request = {"images": [_b64(_jpeg(astronaut_rgb)), _b64(_jpeg(small))], "threshold": 0.1, "max_persons": 2,
+    request = {"images": [b64(_jpeg(astronaut_rgb)), b64(_jpeg(small))], "threshold": 0.1, "max_persons": 2,
                "short": 320}
     body = answer_json(detector.invoke(json.dumps(request).encode(), JSON))
     assert [(im["width"], im["height"]) for im in body["images"]] == [(512, 512), (320, 240)]
@@ -152,7 +142,7 @@ def test_detector_errors_are_answered_not_crashed(detector, body, content_type, 
 
 def test_pipeline_chains_detector_answer_into_pose(detector, pose, astronaut_rgb):
     small = cv2.resize(astronaut_rgb, (384, 288), interpolation=cv2.INTER_AREA)
-    request = json.dumps({"images": [_b64(_jpeg(astronaut_rgb)), _b64(_jpeg(small))], "max_persons": 2}).encode()
+    request = json.dumps({"images": [b64(_jpeg(astronaut_rgb)), b64(_jpeg(small))], "max_persons": 2}).encode()
     started = time.perf_counter()
     first = detector.invoke(request, JSON)
     middle = time.perf_counter()
@@ -178,8 +168,8 @@ def test_pipeline_chains_detector_answer_into_pose(detector, pose, astronaut_rgb
 
 
 def test_pose_normalized_boxes_and_empty_images(pose, astronaut_rgb):
-    request = {"images": [{"image": _b64(_jpeg(astronaut_rgb)), "persons": [{"score": 0.9, "bbox": [0.3, 0.05, 0.7, 0.95]}]},
-                          {"image": _b64(_png(astronaut_rgb[:100, :120])), "persons": []}]}
+    request = {"images": [{"image": b64(_jpeg(astronaut_rgb)), "persons": [{"score": 0.9, "bbox": [0.3, 0.05, 0.7, 0.95]}]},
+                          {"image": b64(png_bytes(astronaut_rgb[:100, :120])), "persons": []}]}
     body = answer_json(pose.invoke(json.dumps(request).encode(), JSON))
     (person,) = body["images"][0]["persons"]
     assert person["bbox"] == [0.3, 0.05, 0.7, 0.95] and len(person["keypoints"]) == 17
