@@ -1,6 +1,6 @@
 // Joint angles of one person over time (knees and elbows), drawn as a small chart with the playhead.
 
-import { el } from './dom.js';
+import { clearedCanvas, el } from './dom.js';
 
 export const JOINTS = [
   // name, [a, joint, c] keypoint indices (COCO 17), colour
@@ -81,13 +81,7 @@ export class AngleChart {
 
   draw() {
     const { canvas } = this;
-    const ratio = window.devicePixelRatio || 1;
-    const box = canvas.getBoundingClientRect();
-    canvas.width = Math.max(1, Math.round(box.width * ratio));
-    canvas.height = Math.max(1, Math.round(box.height * ratio));
-    const ctx = canvas.getContext('2d');
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, box.width, box.height);
+    const { ctx, box } = clearedCanvas(canvas);
     const pad = 4;
     const y = (degrees) => pad + (1 - degrees / 180) * (box.height - 2 * pad);
     ctx.strokeStyle = '#3a414c';

@@ -22,3 +22,15 @@ export function el(tag, attributes = {}, ...children) {
 export function formatTime(epochSeconds) {
   return epochSeconds ? new Date(epochSeconds * 1000).toLocaleString() : '';
 }
+
+// A chart canvas sized to its box at the screen's pixel density, cleared, drawn in CSS pixels.
+export function clearedCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const box = canvas.getBoundingClientRect();
+  canvas.width = Math.max(1, Math.round(box.width * ratio));
+  canvas.height = Math.max(1, Math.round(box.height * ratio));
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, box.width, box.height);
+  return { ctx, box };
+}

@@ -2,6 +2,7 @@
 // person is present, the playhead; click or drag to seek, and as a keyboard slider (arrows step between
 // sampled frames, Home/End, Page Up/Down by a tenth).
 
+import { clearedCanvas } from './dom.js';
 import { formatClock } from './people.js';
 import { trackColour } from './overlay.js';
 
@@ -93,13 +94,7 @@ export class Timeline {
 
   draw() {
     const { canvas } = this;
-    const ratio = window.devicePixelRatio || 1;
-    const box = canvas.getBoundingClientRect();
-    canvas.width = Math.max(1, Math.round(box.width * ratio));
-    canvas.height = Math.max(1, Math.round(box.height * ratio));
-    const ctx = canvas.getContext('2d');
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, box.width, box.height);
+    const { ctx, box } = clearedCanvas(canvas);
     const duration = this.duration();
     const x = (t) => (t / duration) * box.width;
     const band = this.follow == null ? 0 : 4;
