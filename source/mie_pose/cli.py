@@ -239,14 +239,7 @@ def _list_through_api(base: str) -> int:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(first.get("Created") or 0)))
         print(f"{asset_id}  {created}  {str(first.get('S3Key') or '').rsplit('/', 1)[-1]}")
         for execution in reversed(api.call("GET", f"/workflow/execution/asset/{urllib.parse.quote(asset_id)}")):
-            record = api.call("GET", f"/workflow/execution/{urllib.parse.quote(execution['Id'])}")
-            line = f"    execution {record['Id']}  {record['Status']}"
-            progress = _running_progress(record)
-            if progress:
-                line += f"  {progress}"
-            if record.get("Message"):
-                line += f"  ({record['Message']})"
-            print(line)
+            print(_execution_line(api.call("GET", f"/workflow/execution/{urllib.parse.quote(execution['Id'])}")))
     return 0
 
 
@@ -263,14 +256,19 @@ def cmd_list(args) -> int:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(asset["created"]))
         print(f"{asset['asset_id']}  {created}  {asset['source_name']}")
         for execution in mark_dead_runs(dataplane, dataplane.list_executions(asset["asset_id"])):
-            line = f"    execution {execution['Id']}  {execution['Status']}"
-            progress = _running_progress(execution)
-            if progress:
-                line += f"  {progress}"
-            if execution.get("Message"):
-                line += f"  ({execution['Message']})"
-            print(line)
+            print(_execution_line(execution))
     return 0
+
+
+def _execution_line(execution: dict) -> str:
+    """One execution as `mie-pose list` prints it, whether the record came from the dataplane or the API."""
+    line = f"    execution {execution['Id']}  {execution['Status']}"
+    progress = _running_progress(execution)
+    if progress:
+        line += f"  {progress}"
+    if execution.get("Message"):
+        line += f"  ({execution['Message']})"
+    return line
 
 
 def _running_progress(execution: dict) -> str:

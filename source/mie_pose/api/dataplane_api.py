@@ -57,14 +57,19 @@ def version(request, services):
     return 200, {"ApiVersion": MIE_API_VERSION, "FrameworkVersion": services.framework_version}
 
 
+def _media_object(request, action: str) -> tuple:
+    """The S3Bucket and S3Key of an /upload or /download body; a missing one is MIE's 400 for that action."""
+    body = request.json_object()
+    try:
+        return body["S3Bucket"], body["S3Key"]
+    except KeyError as exc:
+        raise ApiError(400, f"Unable to generate pre-signed S3 URL for {action} media: {exc}") from None
+
+
 @route("POST", "/upload", "where to upload a media file: {\"S3Bucket\", \"S3Key\"} -> presigned POST "
        "{\"url\", \"fields\"} (locally: a form POST of the fields and the file to this server's /upload)", api=API)
 def upload(request, services):
-    body = request.json_object()
-    try:
-        bucket, key = body["S3Bucket"], body["S3Key"]
-    except KeyError as exc:
-        raise ApiError(400, f"Unable to generate pre-signed S3 URL for uploading media: {exc}") from None
+    bucket, key = _media_object(request, "uploading")
     if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key or ".." in key.split("/"):
         raise ApiError(400, "S3Bucket and S3Key must be non-empty strings (and the key without '..')")
     return 200, services.presign_upload(bucket, key, base_url(request))
@@ -73,11 +78,7 @@ def upload(request, services):
 @route("POST", "/download", "a URL to download a media file: {\"S3Bucket\", \"S3Key\"} -> the URL (as text)",
        api=API)
 def download(request, services):
-    body = request.json_object()
-    try:
-        bucket, key = body["S3Bucket"], body["S3Key"]
-    except KeyError as exc:
-        raise ApiError(400, f"Unable to generate pre-signed S3 URL for downloading media: {exc}") from None
+    bucket, key = _media_object(request, "downloading")
     if services.presign_download is not None:
         url = services.presign_download(bucket, key, base_url(request))
         if url:
