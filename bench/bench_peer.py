@@ -172,12 +172,14 @@ def compare(frames: list[np.ndarray], python: Path | None = None, rounds: int = 
 
 
 def describe(backend) -> str:
-    """What our pipeline was when timed: the person detector (and its tiling) in front of BlazePose."""
+    """What our pipeline was when timed: the person detector (and its tiling), then the pose model on box
+    regions (BlazePose on close-ups' own regions either way)."""
     detector = backend.person_detector
     inner = getattr(detector, "detector", None)
+    pose = type(getattr(backend, "box_landmarker", backend.landmarker)).__name__.replace("Landmarker", "")
     if inner is not None:
-        return f"{type(detector).__name__}({type(inner).__name__}, tiles={getattr(detector, 'tiles', '?')}) + BlazePose"
-    return f"{type(detector).__name__} + BlazePose"
+        return f"{type(detector).__name__}({type(inner).__name__}, tiles={getattr(detector, 'tiles', '?')}) + {pose}"
+    return f"{type(detector).__name__} + {pose}"
 
 
 def clip_frames(count: int, clip: Path | None = None) -> list[np.ndarray]:

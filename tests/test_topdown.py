@@ -1,4 +1,5 @@
-"""The default top-down backend: every person from the person detector, BlazePose keypoints for each."""
+"""The top-down backend: every person from the person detector, then keypoints for each from either pose model
+on the box region (BlazePose or MoveNet), and BlazePose on MediaPipe's own region for close-ups."""
 
 from __future__ import annotations
 
@@ -15,9 +16,27 @@ from media_clips import opencv_doc_file
 from test_blazepose import MEDIAPIPE_COCO_PX
 
 
-@pytest.fixture(scope="module")
-def backend():
-    return create_backend("topdown")
+@pytest.fixture(scope="module", params=["blazepose", "movenet"])
+def backend(request):
+    from mie_pose.backends.topdown import TopDownBackend
+
+    return TopDownBackend.default(pose_model=request.param)
+
+
+def test_the_default_is_the_shared_instance_of_the_default_pose_model():
+    from mie_pose.backends import topdown
+
+    default = create_backend("topdown")
+    assert default is create_backend("topdown")
+    expected = "MoveNetLandmarker" if topdown.POSE_MODEL == "movenet" else "BlazePoseLandmarker"
+    assert type(default.box_landmarker).__name__ == expected
+
+
+def test_unknown_pose_model_is_refused():
+    from mie_pose.backends.topdown import TopDownBackend
+
+    with pytest.raises(ValueError, match="unknown pose model 'hrnet'"):
+        TopDownBackend.default(pose_model="hrnet")
 
 
 def skimage_bgr(name: str) -> np.ndarray:

@@ -24,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DETECTOR = "mie_pose/models/person-detector-nanodet/nanodet-m-416-fp16.tflite"
+POSE_ESTIMATOR = "mie_pose/models/pose-estimator-movenet/movenet-lightning-fp16.tflite"
 # Weights whose upstream states no licence must never ship (models/PROVENANCE.md).
 UNLICENSED = "mie_pose/models/person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -61,14 +62,17 @@ def installed(dist, tmp_path_factory) -> dict:
 def test_the_sdist_and_the_wheel_carry_the_web_app_and_the_weights(dist):
     with zipfile.ZipFile(dist["wheel"]) as wheel:
         names = set(wheel.namelist())
-    assert {"mie_pose/webapp/index.html", "mie_pose/webapp/js/main.js", DETECTOR} <= names
+    assert {"mie_pose/webapp/index.html", "mie_pose/webapp/js/main.js", DETECTOR, POSE_ESTIMATOR} <= names
+    assert {f"{model}/{name}" for model in (DETECTOR, POSE_ESTIMATOR) for name in ("LICENSE", "NOTICE")
+            for model in [model.rsplit("/", 1)[0]]} <= names
     assert UNLICENSED not in names
     assert not any(name.endswith(".py") and name.startswith("mie_pose/models/") and "/code/" not in name
                    for name in names)  # the models folder's build scripts are not modules of the package
     with tarfile.open(dist["sdist"]) as sdist:
         members = {member.name.partition("/")[2]: member for member in sdist.getmembers()}
     assert members["source/mie_pose/webapp/index.html"].isfile()
-    assert members[f"source/{DETECTOR}"].isfile() and members[f"source/{DETECTOR}"].size > 1_000_000
+    for weights in (DETECTOR, POSE_ESTIMATOR):
+        assert members[f"source/{weights}"].isfile() and members[f"source/{weights}"].size > 1_000_000
     assert not any(name.startswith(("models/", "webapp/")) for name in members)  # shipped once, as package data
     assert f"source/{UNLICENSED}" not in members
 
@@ -76,7 +80,8 @@ def test_the_sdist_and_the_wheel_carry_the_web_app_and_the_weights(dist):
 def test_installed_package_uses_only_its_own_files(installed):
     python = installed["venv"] / "bin" / "python"
     probe = ("import json, mie_pose, mie_pose.resources as r; print(json.dumps([mie_pose.__file__, str(r.webapp_dir()),"
-             " str(r.model_file('person-detector-nanodet/nanodet-m-416-fp16.tflite'))]))")
+             " str(r.model_file('person-detector-nanodet/nanodet-m-416-fp16.tflite')),"
+             " str(r.model_file('pose-estimator-movenet/movenet-lightning-fp16.tflite'))]))")
     paths = json.loads(run([str(python), "-c", probe], cwd=installed["place"], env=installed["env"]).stdout)
     site = installed["venv"].resolve()
     for path in map(Path, paths):

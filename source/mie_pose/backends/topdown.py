@@ -52,6 +52,13 @@ DUPLICATE_OKS = 0.5
 # 0.97, 0.1: 0.89); on the test part 0.1 found 3 more of 133 at 36 false positives.
 PARTNER_SCORE: float | None = None
 PARTNER_IOU = 0.2
+# The keypoint model on regions built from a person detector box: "blazepose" (BlazePose full, 33 landmarks mapped
+# to COCO's 17) or "movenet" (MoveNet Lightning: COCO's 17 directly, about half the cost per person). Close-ups
+# that the whole-frame BlazePose detector finds keep BlazePose on MediaPipe's own region either way: on a box
+# region MoveNet misplaced a close-up's limbs (skimage camera: 40-160 px on 6 of 16 keypoints of a 512 px
+# frame, where BlazePose on its own region matches MediaPipe to 0.1 px).
+POSE_MODELS = ("blazepose", "movenet")
+POSE_MODEL = "blazepose"
 
 
 class TopDownBackend:
@@ -59,10 +66,13 @@ class TopDownBackend:
 
     def __init__(self, person_detector, pose_detector, landmarker, cut_off_min_score: float = CUT_OFF_MIN_SCORE,
                  cut_off_presence: float = CUT_OFF_PRESENCE, duplicate_oks: float | None = DUPLICATE_OKS,
-                 score_threshold: float = 0.0, partner_iou: float = PARTNER_IOU):
+                 score_threshold: float = 0.0, partner_iou: float = PARTNER_IOU, box_landmarker=None):
         self.person_detector = person_detector
         self.pose_detector = pose_detector
+        # ``landmarker`` runs on regions from the whole-frame pose detector (close-ups); ``box_landmarker``
+        # (default: the same) on regions built from a person detector box.
         self.landmarker = landmarker
+        self.box_landmarker = box_landmarker or landmarker
         self.cut_off_min_score = cut_off_min_score
         self.cut_off_presence = cut_off_presence
         self.duplicate_oks = duplicate_oks
@@ -73,16 +83,24 @@ class TopDownBackend:
     @classmethod
     def default(cls, model_dir: str | None = None, num_threads: int = 2, tiles: int = DETECTOR_TILES,
                 score_threshold: float = PERSON_SCORE_THRESHOLD, partner_score: float | None = PARTNER_SCORE,
-                **options) -> "TopDownBackend":
-        from .blazepose import BlazePoseDetector, BlazePoseLandmarker
+                pose_model: str | None = None, **options) -> "TopDownBackend":
         from .person_detectors import NanoDetPersonDetector, TiledPersonDetector
 
         low = score_threshold if partner_score is None else min(score_threshold, partner_score)
         detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
-        return cls(TiledPersonDetector(detector, tiles=tiles),
-                   BlazePoseDetector(model_dir, num_threads=num_threads),
-                   BlazePoseLandmarker(model_dir, num_threads=num_threads),
-                   score_threshold=score_threshold, **options)
+        pose_model = pose_model or POSE_MODEL
+        if pose_model not in POSE_MODELS:
+            raise ValueError(f"unknown pose model {pose_model!r}; choose one of {', '.join(POSE_MODELS)}")
+        from .blazepose import BlazePoseDetector, BlazePoseLandmarker
+
+        landmarker = BlazePoseLandmarker(model_dir, num_threads=num_threads)
+        box_landmarker = None
+        if pose_model == "movenet":
+            from .movenet import MoveNetLandmarker
+
+            box_landmarker = MoveNetLandmarker(num_threads=num_threads)
+        return cls(TiledPersonDetector(detector, tiles=tiles), BlazePoseDetector(model_dir, num_threads=num_threads),
+                   landmarker, score_threshold=score_threshold, box_landmarker=box_landmarker, **options)
 
     def __call__(self, image_bgr: np.ndarray) -> list[Person]:
         detections = sorted(self.person_detector(image_bgr), key=lambda d: -d.score)
@@ -105,7 +123,7 @@ class TopDownBackend:
                 unclaimed.remove(match)
                 person = self.landmarker.run_roi(rgb, match["roi"], presence)
             else:
-                person = self.landmarker(image_bgr, detection.box_px, presence_threshold=presence)
+                person = self.box_landmarker.run_box(rgb, detection.box_px, presence)
             if person is not None:
                 person.score = float(detection.score) * float(person.score)
                 person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
@@ -115,7 +133,7 @@ class TopDownBackend:
             for detection in partners:
                 if box_iou(np.array([detection.box_px], np.float64), accepted).max() < self.partner_iou:
                     continue
-                person = self.landmarker(image_bgr, detection.box_px)  # BlazePose's own presence threshold
+                person = self.box_landmarker.run_box(rgb, detection.box_px)  # its own presence threshold
                 if person is not None:
                     person.score = float(detection.score) * float(person.score)
                     person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)

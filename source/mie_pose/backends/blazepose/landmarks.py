@@ -104,9 +104,13 @@ class BlazePoseLandmarker:
 
     def __call__(self, image_bgr: np.ndarray, box_px, rotation: float = 0.0,
                  presence_threshold: float | None = None) -> Person | None:
-        h, w = image_bgr.shape[:2]
-        return self.run_roi(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), roi_from_box(box_px, w, h, rotation=rotation),
-                            presence_threshold)
+        return self.run_box(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), box_px, presence_threshold, rotation)
+
+    def run_box(self, image_rgb: np.ndarray, box_px, presence_threshold: float | None = None,
+                rotation: float = 0.0) -> Person | None:
+        """Landmarks for a detector box of an RGB image (the caller converts the frame once, not per person)."""
+        h, w = image_rgb.shape[:2]
+        return self.run_roi(image_rgb, roi_from_box(box_px, w, h, rotation=rotation), presence_threshold)
 
     def run_roi(self, image_rgb: np.ndarray, roi: Roi, presence_threshold: float | None = None) -> Person | None:
         """Landmarks inside ``roi`` of an RGB image, or None when the pose-presence score is under threshold
