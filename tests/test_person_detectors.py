@@ -141,3 +141,37 @@ def test_default_detector_ignores_letterbox_bars():
     shifted = sorted(d.box_px for d in detector(padded))
     assert len(plain) == len(shifted) == 2
     assert np.allclose(np.array(shifted) - [0, 200, 0, 200], plain, atol=0.5)
+
+
+def test_content_region_is_the_bright_rows_and_columns():
+    """The reduce-based content_region equals its definition (rows/columns with any channel above the black
+    level, bars under 3 % ignored) on random pictures in black frames, grey and colour, and on strided views."""
+    from mie_pose.backends.person_detectors import content_region
+
+    def definition(image, black_level=16):
+        h, w = image.shape[:2]
+        bright = (image.max(axis=2) if image.ndim == 3 else image) > black_level
+        rows, cols = np.flatnonzero(bright.any(axis=1)), np.flatnonzero(bright.any(axis=0))
+        if len(rows) == 0:
+            return 0, 0, w, h
+        x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+        if x0 < 0.03 * w and w - x1 < 0.03 * w:
+            x0, x1 = 0, w
+        if y0 < 0.03 * h and h - y1 < 0.03 * h:
+            y0, y1 = 0, h
+        return x0, y0, x1, y1
+
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        h, w = rng.integers(20, 300, 2)
+        image = np.zeros((h, w, 3) if trial % 3 else (h, w), np.uint8)
+        y0, y1 = sorted(rng.integers(0, h, 2))
+        x0, x1 = sorted(rng.integers(0, w, 2))
+        patch = image[y0:y1 + 1, x0:x1 + 1]
+        patch[...] = rng.integers(0, 40, patch.shape)
+        assert content_region(image) == definition(image), trial
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[90:630, :, 2] = 200  # a letterboxed picture that is bright in one channel only
+    assert content_region(frame) == (0, 90, 1280, 630)
+    view = frame[:, 100:900]
+    assert content_region(view) == definition(view) == (0, 90, 800, 630)
