@@ -175,3 +175,30 @@ def test_content_region_is_the_bright_rows_and_columns():
     assert content_region(frame) == (0, 90, 1280, 630)
     view = frame[:, 100:900]
     assert content_region(view) == definition(view) == (0, 90, 800, 630)
+
+
+def test_wide_pictures_take_the_wide_nanodet_inputs_and_find_the_same_people(vtest_avi):
+    """16:9 and 4:3 pictures run the 256x416 and 320x416 conversions of the same weights; on vtest frames framed
+    that way they give the boxes the square 416x416 model gives."""
+    from mie_pose.backends.person_detectors import NanoDetPersonDetector, box_iou
+
+    detector = NanoDetPersonDetector()
+    square = NanoDetPersonDetector(detector.model_path)  # an explicit model runs alone: the square one
+    assert detector.input_height(720, 1280) == 256 and detector.input_height(576, 768) == 320
+    assert detector.input_height(1080, 1440) == 320 and detector.input_height(1280, 720) == 416
+    assert square.input_height(720, 1280) == 416
+    capture = cv2.VideoCapture(str(vtest_avi))
+    found = matched = 0
+    for index in range(0, 300, 30):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+        assert ok
+        wide = cv2.resize(frame, (1280, 720))  # stretched to 16:9: no bars, the whole frame is picture
+        for picture in (wide, frame):
+            a = np.array([d.box_px for d in square(picture)])
+            b = np.array([d.box_px for d in detector(picture)])
+            found += len(a)
+            matched += sum(1 for box in a if len(b) and box_iou(box[None], b).max() > 0.7)
+            assert abs(len(a) - len(b)) <= 1
+    capture.release()
+    assert found >= 80 and matched >= 0.95 * found, (matched, found)
