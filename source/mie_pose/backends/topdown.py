@@ -1,17 +1,19 @@
-"""The default backend, top-down: a person detector (NanoDet) finds every person, BlazePose gives each one's keypoints.
+"""The default backend, top-down: a person detector (NanoDet) finds every person, then a keypoint model gives
+each one's 17 COCO keypoints.
 
-BlazePose's landmark model works on a square region around one person. For each person box the region is:
+Each person gets a square region:
 1. the region of a whole-frame BlazePose detection whose face lies in the box, when one does: that is
    exactly MediaPipe's own region, so a single person near the camera gets ``mp.solutions.pose``'s result
-   (and people cut off by the frame edge, where a box says little about the body, are handled well);
-2. otherwise the box itself, squared and scaled like MediaPipe's ROI.
+   (and people cut off by the frame edge, where a box says little about the body, are handled well); BlazePose
+   landmarks run on it;
+2. otherwise the box itself, squared and scaled like MediaPipe's ROI; the box-region model (``POSE_MODEL``:
+   BlazePose by default, or MoveNet Lightning) runs on it.
 The whole-frame detector only runs when some box is large enough for it to see (its input is 224 px).
 
 Measured on vtest.avi (118 people): a BlazePose detection on a crop around each box gave keypoints within
 1.1 % of the person's height (median; 2.3 % p90) of the box region, found no pose for 29 of them where the
 box region failed on 4, and cost 25 ms per person against 17 ms, so the box region is used.
 """
-
 from __future__ import annotations
 
 import cv2
@@ -57,6 +59,11 @@ PARTNER_IOU = 0.2
 # that the whole-frame BlazePose detector finds keep BlazePose on MediaPipe's own region either way: on a box
 # region MoveNet misplaced a close-up's limbs (skimage camera: 40-160 px on 6 of 16 keypoints of a 512 px
 # frame, where BlazePose on its own region matches MediaPipe to 0.1 px).
+# BlazePose stays the default, by measurement: on the tuning part of tests/data/eval (keypoints placed by hand)
+# MoveNet scored PCK@0.2 0.77 against BlazePose's 0.73 at the same box recall, at about half the pose time per
+# person, but on the tuning tracking sequence (tests/data/tracks/vtest_2fps_30.json) the workflow with MoveNet
+# made 1 id switch at 2 fps and 2 at 1 fps (IDF1 0.88 / 0.86) where BlazePose makes none (0.96 / 0.95): on
+# crossing people a single-person model on a crop that holds two of them follows the more salient one.
 POSE_MODELS = ("blazepose", "movenet")
 POSE_MODEL = "blazepose"
 
