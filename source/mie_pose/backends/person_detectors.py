@@ -324,8 +324,9 @@ class TiledPersonDetector:
         self.min_aspect = min_aspect
         self.nms_iou = nms_iou
 
-    def __call__(self, image_bgr: np.ndarray) -> list[Detection]:
-        x0, y0, x1, y1 = content_region(image_bgr)
+    def __call__(self, image_bgr: np.ndarray, content: tuple[int, int, int, int] | None = None) -> list[Detection]:
+        """``content``: the frame's ``content_region`` when the caller has it already."""
+        x0, y0, x1, y1 = content or content_region(image_bgr)
         picture = image_bgr[y0:y1, x0:x1]
         boxes, scores = [], []
         for tx, ty, tile in self._tiles(picture):

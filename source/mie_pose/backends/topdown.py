@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .base import Person
-from .person_detectors import box_iou, content_region
+from .person_detectors import TiledPersonDetector, box_iou, content_region
 
 # The person detector (NanoDet) and its score threshold inside this backend, chosen on the tuning part of
 # tests/data/eval (bench/bench_accuracy.py --part tuning): NanoDet at 0.5 gave recall 0.93 / precision 1.00
@@ -91,7 +91,7 @@ class TopDownBackend:
     def default(cls, model_dir: str | None = None, num_threads: int = 2, tiles: int = DETECTOR_TILES,
                 score_threshold: float = PERSON_SCORE_THRESHOLD, partner_score: float | None = PARTNER_SCORE,
                 pose_model: str | None = None, **options) -> "TopDownBackend":
-        from .person_detectors import NanoDetPersonDetector, TiledPersonDetector
+        from .person_detectors import NanoDetPersonDetector
 
         low = score_threshold if partner_score is None else min(score_threshold, partner_score)
         detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
@@ -110,7 +110,10 @@ class TopDownBackend:
                    landmarker, score_threshold=score_threshold, box_landmarker=box_landmarker, **options)
 
     def __call__(self, image_bgr: np.ndarray) -> list[Person]:
-        detections = sorted(self.person_detector(image_bgr), key=lambda d: -d.score)
+        content = content_region(image_bgr)
+        found = (self.person_detector(image_bgr, content=content) if isinstance(self.person_detector, TiledPersonDetector)
+                 else self.person_detector(image_bgr))
+        detections = sorted(found, key=lambda d: -d.score)
         boxes = [d for d in detections if d.score >= self.score_threshold]
         partners = [d for d in detections if d.score < self.score_threshold]
         if not boxes:
@@ -119,7 +122,6 @@ class TopDownBackend:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         large = any(d.box_px[3] - d.box_px[1] >= WHOLE_FRAME_MIN_HEIGHT * h for d in boxes)
         unclaimed = list(self.pose_detector(image_bgr)) if large else []
-        content = content_region(image_bgr)
         persons = []
         for detection in boxes:
             presence = None

@@ -48,23 +48,33 @@ def decode_landmarks(raw: np.ndarray, input_size: int = INPUT_SIZE) -> np.ndarra
 def refine_from_heatmap(landmarks: np.ndarray, heatmap: np.ndarray, kernel: int = REFINE_KERNEL,
                         min_confidence: float = REFINE_MIN_CONFIDENCE) -> np.ndarray:
     """Move each landmark to the confidence-weighted mean cell of a ``kernel`` window of its heatmap channel
-    around it, when the window's peak confidence reaches ``min_confidence``. ``heatmap`` is (H, W, C) logits."""
-    hm_h, hm_w = heatmap.shape[:2]
+    around it, when the window's peak confidence reaches ``min_confidence``. ``heatmap`` is (H, W, C) logits.
+
+    All landmarks at once: the heatmap is padded by half a window with cells of confidence 0, which add nothing
+    to a window's sums or raise its peak, so a window cut by the heatmap's edge gives what it gives unpadded
+    (a per-landmark Python loop cost 2.5 ms per person, ~10 % of BlazePose's time in a crowd)."""
+    hm_h, hm_w, channels = heatmap.shape
     half = (kernel - 1) // 2
+    n = min(len(landmarks), channels)
     out = landmarks.copy()
-    for i in range(min(len(landmarks), heatmap.shape[2])):
-        col = int(landmarks[i, 0] * hm_w)
-        row = int(landmarks[i, 1] * hm_h)
-        if not (0 <= col < hm_w and 0 <= row < hm_h):
-            continue
-        r0, r1 = max(0, row - half), min(hm_h, row + half + 1)
-        c0, c1 = max(0, col - half), min(hm_w, col + half + 1)
-        conf = sigmoid(heatmap[r0:r1, c0:c1, i].astype(np.float64))
-        total = conf.sum()
-        if conf.max() >= min_confidence and total > 0:
-            rows, cols = np.mgrid[r0:r1, c0:c1]
-            out[i, 0] = (cols * conf).sum() / hm_w / total
-            out[i, 1] = (rows * conf).sum() / hm_h / total
+    cols = (landmarks[:n, 0] * hm_w).astype(np.int64)  # int() truncation, as MediaPipe's cast
+    rows = (landmarks[:n, 1] * hm_h).astype(np.int64)
+    inside = np.flatnonzero((cols >= 0) & (cols < hm_w) & (rows >= 0) & (rows < hm_h))
+    if not len(inside):
+        return out
+    logits = np.full((hm_h + 2 * half, hm_w + 2 * half, n), -np.inf, np.float32)  # sigmoid(-inf) = 0
+    logits[half:half + hm_h, half:half + hm_w] = heatmap[:, :, :n]
+    offsets = np.arange(-half, half + 1)
+    window_rows = rows[inside, None] + offsets  # (k, kernel) heatmap rows, some outside
+    window_cols = cols[inside, None] + offsets
+    windows = sigmoid(logits[window_rows[:, :, None] + half, window_cols[:, None, :] + half,
+                             inside[:, None, None]].astype(np.float64))
+    total = windows.sum(axis=(1, 2))
+    ok = (windows.max(axis=(1, 2)) >= min_confidence) & (total > 0)
+    x = (windows.sum(axis=1) * window_cols).sum(axis=1) / hm_w / np.where(ok, total, 1.0)
+    y = (windows.sum(axis=2) * window_rows).sum(axis=1) / hm_h / np.where(ok, total, 1.0)
+    out[inside[ok], 0] = x[ok]
+    out[inside[ok], 1] = y[ok]
     return out
 
 
