@@ -32,6 +32,12 @@ def test_the_default_is_the_shared_instance_of_the_default_pose_model():
     assert type(default.box_landmarker).__name__ == expected
 
 
+def test_the_movenet_variant_is_a_backend_name():
+    movenet = create_backend("topdown-movenet")
+    assert type(movenet.box_landmarker).__name__ == "MoveNetLandmarker"
+    assert type(movenet.landmarker).__name__ == "BlazePoseLandmarker"  # close-ups keep MediaPipe's region
+
+
 def test_unknown_pose_model_is_refused():
     from mie_pose.backends.topdown import TopDownBackend
 

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="run the pose workflow on a video")
     analyze.add_argument("video", type=Path)
     analyze.add_argument("--fps", type=_fps, help="frames sampled per second of video (default 2)")
-    analyze.add_argument("--backend", help="pose backend: topdown (default), blazepose, gluoncv")
+    analyze.add_argument("--backend", help="pose backend: topdown (default), topdown-movenet, blazepose, gluoncv")
     analyze.add_argument("--model-dir", help="model folder for the backend (gluoncv: the exported nets)")
     analyze.add_argument("--max-frames", type=_positive_int, help="stop after this many sampled frames")
     analyze.add_argument("--max-width", type=_positive_int, help="downscale frames wider than this")

@@ -7,9 +7,10 @@ import functools
 from .base import PoseBackend
 
 DEFAULT_BACKEND = "topdown"
-BACKEND_NAMES = ("topdown", "blazepose", "gluoncv", "sagemaker")
+# "topdown-movenet": the top-down backend with MoveNet Lightning on detector-box regions (backends/topdown.py).
+BACKEND_NAMES = ("topdown", "topdown-movenet", "blazepose", "gluoncv", "sagemaker")
 # Backends whose inference threads can be set (TFLite interpreters): a pool splits the cores among them.
-THREADED_BACKENDS = ("topdown", "blazepose")
+THREADED_BACKENDS = ("topdown", "topdown-movenet", "blazepose")
 DEFAULT_THREADS = 2
 
 
@@ -45,10 +46,11 @@ def build_backend(name: str | None, model_dir: str | None = None, num_threads: i
             from .blazepose import BlazePoseBackend
 
             return BlazePoseBackend(model_dir=model_dir, num_threads=num_threads)
-        if name == "topdown":
+        if name in ("topdown", "topdown-movenet"):
             from .topdown import TopDownBackend
 
-            return TopDownBackend.default(model_dir=model_dir, num_threads=num_threads)
+            pose_model = "movenet" if name == "topdown-movenet" else None
+            return TopDownBackend.default(model_dir=model_dir, num_threads=num_threads, pose_model=pose_model)
         if name == "sagemaker":
             from .sagemaker_endpoint import SageMakerEndpointBackend
 
