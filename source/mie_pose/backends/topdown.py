@@ -60,8 +60,8 @@ PARTNER_IOU = 0.2
 # region MoveNet misplaced a close-up's limbs (skimage camera: 40-160 px on 6 of 16 keypoints of a 512 px
 # frame, where BlazePose on its own region matches MediaPipe to 0.1 px).
 # BlazePose stays the default, by measurement: on the tuning part of tests/data/eval (keypoints placed by hand)
-# MoveNet scored PCK@0.2 0.77 against BlazePose's 0.73 at the same box recall, at about half the pose time per
-# person, but on the tuning tracking sequence (tests/data/tracks/vtest_2fps_30.json) the workflow with MoveNet
+# MoveNet scored PCK@0.2 0.84 / OKS AP 0.72 against BlazePose's 0.81 / 0.66 at the same box recall, at about
+# 0.6x the pose time per person, but on the tuning tracking sequence (tests/data/tracks/vtest_2fps_30.json) the workflow with MoveNet
 # made 1 id switch at 2 fps and 2 at 1 fps (IDF1 0.88 / 0.86) where BlazePose makes none (0.96 / 0.95): on
 # crossing people a single-person model on a crop that holds two of them follows the more salient one.
 POSE_MODELS = ("blazepose", "movenet")
