@@ -63,8 +63,8 @@ def test_the_sdist_and_the_wheel_carry_the_web_app_and_the_weights(dist):
     with zipfile.ZipFile(dist["wheel"]) as wheel:
         names = set(wheel.namelist())
     assert {"mie_pose/webapp/index.html", "mie_pose/webapp/js/main.js", DETECTOR, POSE_ESTIMATOR} <= names
-    assert {f"{model}/{name}" for model in (DETECTOR, POSE_ESTIMATOR) for name in ("LICENSE", "NOTICE")
-            for model in [model.rsplit("/", 1)[0]]} <= names
+    folders = [weights.rsplit("/", 1)[0] for weights in (DETECTOR, POSE_ESTIMATOR)]
+    assert {f"{folder}/{name}" for folder in folders for name in ("LICENSE", "NOTICE")} <= names
     assert UNLICENSED not in names
     assert not any(name.endswith(".py") and name.startswith("mie_pose/models/") and "/code/" not in name
                    for name in names)  # the models folder's build scripts are not modules of the package

@@ -75,7 +75,7 @@ export function normalizeAsset(record) {
 
 export async function loadConfig(url = 'config.json') {
   const defaults = { apiBaseUrl: '', upload: true, operator: 'PoseDetection', auth: { mode: 'none' },
-    backends: ['topdown', 'blazepose'], fps: 2 };
+    backends: ['topdown', 'topdown-movenet', 'blazepose'], fps: 2 };
   try {
     const response = await fetch(url, { cache: 'no-cache' });
     if (!response.ok) return defaults;
