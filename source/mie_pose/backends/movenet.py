@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .base import Person
-from .blazepose.roi import Roi, crop, project_to_image, remove_letterbox, roi_from_box
+from .blazepose.roi import BoxRegionModel, Roi, crop, project_to_image, remove_letterbox
 
 MOVENET_PATH_ENV = "MIE_POSE_MOVENET_MODEL"
 MOVENET_FILE = "pose-estimator-movenet/movenet-lightning-fp16.tflite"
@@ -40,7 +39,7 @@ def movenet_model_path(model_path: str | os.PathLike | None = None) -> Path:
     return model_file(MOVENET_FILE)
 
 
-class MoveNetLandmarker:
+class MoveNetLandmarker(BoxRegionModel):
     """``landmarker(image_bgr, box_px) -> Person | None``; ``run_box``/``run_roi`` take an RGB image."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 2,
@@ -59,15 +58,6 @@ class MoveNetLandmarker:
         self.input_size = int(detail["shape"][1])
         self._output = self.interpreter.get_output_details()[0]["index"]
         self.presence_threshold = presence_threshold
-
-    def __call__(self, image_bgr: np.ndarray, box_px, rotation: float = 0.0,
-                 presence_threshold: float | None = None) -> Person | None:
-        return self.run_box(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), box_px, presence_threshold, rotation)
-
-    def run_box(self, image_rgb: np.ndarray, box_px, presence_threshold: float | None = None,
-                rotation: float = 0.0) -> Person | None:
-        h, w = image_rgb.shape[:2]
-        return self.run_roi(image_rgb, roi_from_box(box_px, w, h, rotation=rotation), presence_threshold)
 
     def run_roi(self, image_rgb: np.ndarray, roi: Roi, presence_threshold: float | None = None) -> Person | None:
         """Keypoints inside ``roi``, or None when their mean score is under the presence threshold."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from mie_pose.backends.base import Person
 
 from .coco import to_coco
-from .roi import Roi, crop, project_to_image, remove_letterbox, roi_from_box
+from .roi import BoxRegionModel, Roi, crop, project_to_image, remove_letterbox
 from .weights import LANDMARK_FILE, ensure_weights
 
 INPUT_SIZE = 256
@@ -94,7 +93,7 @@ def person_from_landmarks(landmarks: np.ndarray, presence: float, roi: Roi) -> P
     )
 
 
-class BlazePoseLandmarker:
+class BlazePoseLandmarker(BoxRegionModel):
     """BlazePose landmarks for one person region: ``landmarker(image_bgr, box_px) -> Person | None``.
 
     ``box_px`` (x0, y0, x1, y1 in pixels) may come from any person detector (top-down); it is turned into a
@@ -111,16 +110,6 @@ class BlazePoseLandmarker:
         outputs = [d["index"] for d in sorted(self.interpreter.get_output_details(), key=_output_order)]
         self._landmarks, self._flag, _, self._heatmap, _ = outputs
         self.presence_threshold = presence_threshold
-
-    def __call__(self, image_bgr: np.ndarray, box_px, rotation: float = 0.0,
-                 presence_threshold: float | None = None) -> Person | None:
-        return self.run_box(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), box_px, presence_threshold, rotation)
-
-    def run_box(self, image_rgb: np.ndarray, box_px, presence_threshold: float | None = None,
-                rotation: float = 0.0) -> Person | None:
-        """Landmarks for a detector box of an RGB image (the caller converts the frame once, not per person)."""
-        h, w = image_rgb.shape[:2]
-        return self.run_roi(image_rgb, roi_from_box(box_px, w, h, rotation=rotation), presence_threshold)
 
     def run_roi(self, image_rgb: np.ndarray, roi: Roi, presence_threshold: float | None = None) -> Person | None:
         """Landmarks inside ``roi`` of an RGB image, or None when the pose-presence score is under threshold

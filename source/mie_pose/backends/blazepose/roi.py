@@ -107,3 +107,19 @@ def project_to_image(points: np.ndarray, roi: Roi) -> np.ndarray:
     out[..., 0] = (cos * x - sin * y) * roi.width + roi.x_center
     out[..., 1] = (sin * x + cos * y) * roi.height + roi.y_center
     return out
+
+
+class BoxRegionModel:
+    """What every per-person keypoint model shares: a detector box becomes its square region (``roi_from_box``)
+    and the subclass's ``run_roi(image_rgb, roi, presence_threshold)`` runs on it."""
+
+    def __call__(self, image_bgr: np.ndarray, box_px, rotation: float = 0.0, presence_threshold: float | None = None):
+        return self.run_box(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), box_px, presence_threshold, rotation)
+
+    def run_box(self, image_rgb: np.ndarray, box_px, presence_threshold: float | None = None, rotation: float = 0.0):
+        """The model on a detector box of an RGB image (the caller converts the frame once, not per person)."""
+        h, w = image_rgb.shape[:2]
+        return self.run_roi(image_rgb, roi_from_box(box_px, w, h, rotation=rotation), presence_threshold)
+
+    def run_roi(self, image_rgb: np.ndarray, roi: Roi, presence_threshold: float | None = None):
+        raise NotImplementedError
