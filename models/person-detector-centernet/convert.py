@@ -64,13 +64,19 @@ def convert(model_json: Path, out_path: Path, output_name: str | None = None, fp
         def fixed(x):
             return serving(**{input_key: x})[key]
 
-        concrete = fixed.get_concrete_function()
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if fp16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        data = converter.convert()
+        return write_tflite(fixed.get_concrete_function(), loaded, out_path, fp16)
+
+
+def write_tflite(concrete, loaded, out_path: Path, fp16: bool) -> Path:
+    """A fixed-shape concrete function -> a TFLite file of built-in ops only (float16 weights unless not fp16)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if fp16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    data = converter.convert()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_bytes(data)
     print(f"wrote {out_path} ({len(data) / 1e6:.2f} MB)")

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "person-detector-centernet"))
-from convert import _input_spec, _stub_unused_imports  # noqa: E402
+from convert import _input_spec, _stub_unused_imports, write_tflite  # noqa: E402
 
 
 # The graph's ResizeBilinear size constants (height, width) and the stride of the grid each resizes to.
@@ -89,16 +89,7 @@ def convert(model_json: Path, out_path: Path, fp16: bool = True, height: int = W
             return tf.concat([tf.concat([out[k] for k in scores], axis=1),
                               tf.concat([out[k] for k in boxes], axis=1)], axis=2)
 
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([fixed.get_concrete_function()], loaded)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if fp16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        data = converter.convert()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(data)
-    print(f"wrote {out_path} ({len(data) / 1e6:.2f} MB)")
-    return out_path
+        return write_tflite(fixed.get_concrete_function(), loaded, out_path, fp16)
 
 
 def main() -> None:
