@@ -14,6 +14,7 @@ Measured on vtest.avi (118 people): a BlazePose detection on a crop around each 
 1.1 % of the person's height (median; 2.3 % p90) of the box region, found no pose for 29 of them where the
 box region failed on 4, and cost 25 ms per person against 17 ms, so the box region is used.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -55,15 +56,15 @@ DUPLICATE_OKS = 0.5
 PARTNER_SCORE: float | None = None
 PARTNER_IOU = 0.2
 # The keypoint model on regions built from a person detector box: "blazepose" (BlazePose full, 33 landmarks mapped
-# to COCO's 17) or "movenet" (MoveNet Lightning: COCO's 17 directly, about half the cost per person). Close-ups
+# to COCO's 17) or "movenet" (MoveNet Lightning: COCO's 17 directly, about 0.6x the cost per person). Close-ups
 # that the whole-frame BlazePose detector finds keep BlazePose on MediaPipe's own region either way: on a box
 # region MoveNet misplaced a close-up's limbs (skimage camera: 40-160 px on 6 of 16 keypoints of a 512 px
 # frame, where BlazePose on its own region matches MediaPipe to 0.1 px).
 # BlazePose stays the default, by measurement: on the tuning part of tests/data/eval (keypoints placed by hand)
-# MoveNet scored PCK@0.2 0.84 / OKS AP 0.72 against BlazePose's 0.81 / 0.66 at the same box recall, at about
-# 0.6x the pose time per person, but on the tuning tracking sequence (tests/data/tracks/vtest_2fps_30.json) the workflow with MoveNet
-# made 1 id switch at 2 fps and 2 at 1 fps (IDF1 0.88 / 0.86) where BlazePose makes none (0.96 / 0.95): on
-# crossing people a single-person model on a crop that holds two of them follows the more salient one.
+# MoveNet scored PCK@0.2 0.84 / OKS AP 0.72 against BlazePose's 0.81 / 0.66 at the same box recall, but on the
+# tuning tracking sequence (tests/data/tracks/vtest_2fps_30.json) the workflow with MoveNet made 1 id switch
+# at 2 fps and 2 at 1 fps (IDF1 0.88 / 0.86) where BlazePose makes none (0.96 / 0.95): on crossing people a
+# single-person model on a crop that holds two of them follows the more salient one. MoveNet costs about 0.6x.
 POSE_MODELS = ("blazepose", "movenet")
 POSE_MODEL = "blazepose"
 
@@ -91,14 +92,14 @@ class TopDownBackend:
     def default(cls, model_dir: str | None = None, num_threads: int = 2, tiles: int = DETECTOR_TILES,
                 score_threshold: float = PERSON_SCORE_THRESHOLD, partner_score: float | None = PARTNER_SCORE,
                 pose_model: str | None = None, **options) -> "TopDownBackend":
+        from .blazepose import BlazePoseDetector, BlazePoseLandmarker
         from .person_detectors import NanoDetPersonDetector
 
-        low = score_threshold if partner_score is None else min(score_threshold, partner_score)
-        detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
         pose_model = pose_model or POSE_MODEL
         if pose_model not in POSE_MODELS:
             raise ValueError(f"unknown pose model {pose_model!r}; choose one of {', '.join(POSE_MODELS)}")
-        from .blazepose import BlazePoseDetector, BlazePoseLandmarker
+        low = score_threshold if partner_score is None else min(score_threshold, partner_score)
+        detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
 
         landmarker = BlazePoseLandmarker(model_dir, num_threads=num_threads)
         box_landmarker = None
@@ -111,8 +112,10 @@ class TopDownBackend:
 
     def __call__(self, image_bgr: np.ndarray) -> list[Person]:
         content = content_region(image_bgr)
-        found = (self.person_detector(image_bgr, content=content) if isinstance(self.person_detector, TiledPersonDetector)
-                 else self.person_detector(image_bgr))
+        if isinstance(self.person_detector, TiledPersonDetector):
+            found = self.person_detector(image_bgr, content=content)
+        else:
+            found = self.person_detector(image_bgr)
         detections = sorted(found, key=lambda d: -d.score)
         boxes = [d for d in detections if d.score >= self.score_threshold]
         partners = [d for d in detections if d.score < self.score_threshold]
