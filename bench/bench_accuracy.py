@@ -1,7 +1,7 @@
 """Multi-person accuracy of a pose backend on the labelled evaluation set (tests/data/eval), per category.
 
-    python bench/bench_accuracy.py [--part test|tuning|all] [--backend topdown] [--pose-model blazepose|movenet]
-                                   [--json PATH] [--speed-frames N]
+    python bench/bench_accuracy.py [--part test|tuning|all] [--backend topdown|topdown-movenet|...] [--json PATH]
+                                   [--speed-frames N]
 
 Reports the TEST part unless told otherwise (thresholds are tuned on the tuning part only). Columns: labelled
 people, box recall and precision at IoU 0.5, false positives, merged persons (one output box covering two
@@ -55,15 +55,9 @@ def speed(backend, frames, repeats: int = 2) -> float:
     return float(np.median(times))
 
 
-def build(name: str, pose_model: str | None = None):
+def build(name: str):
     from mie_pose.backends.registry import build_backend
 
-    if pose_model:
-        if name != "topdown":
-            raise SystemExit("--pose-model needs --backend topdown")
-        from mie_pose.backends.topdown import TopDownBackend
-
-        return TopDownBackend.default(num_threads=2, pose_model=pose_model)
     return build_backend(name, num_threads=2)
 
 
@@ -71,18 +65,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="test", choices=("test", "tuning", "all"))
     parser.add_argument("--backend", default="topdown")
-    parser.add_argument("--pose-model", default=None, help="topdown's model on detector-box regions (default: its own)")
     parser.add_argument("--json", type=Path, default=None, help="where to write the table (default bench/results/accuracy[-PART].json)")
     parser.add_argument("--speed-frames", type=int, default=6, help="vtest frames timed for ms per frame (0: skip)")
     args = parser.parse_args(argv)
 
     frames, skipped = load_eval_set(EVAL_DIR, args.part)
-    backend = build(args.backend, args.pose_model)
+    backend = build(args.backend)
     t0 = time.perf_counter()
     table, results = evaluate_backend(backend, frames)
     elapsed = time.perf_counter() - t0
-    label = args.backend + (f" ({args.pose_model})" if args.pose_model else "")
-    print(f"{label} on the {args.part} part: {len(frames)} frames in {elapsed:.1f} s"
+    print(f"{args.backend} on the {args.part} part: {len(frames)} frames in {elapsed:.1f} s"
           + (f"; skipped for missing media: {', '.join(skipped)}" if skipped else ""))
     print_table(table)
     hand, every = table["hand_keypoints"], table["all"]
@@ -105,7 +97,7 @@ def main(argv=None) -> int:
             print(f"speed: {ms:.1f} ms per frame (median, {len(vtest)} vtest frames, 2 threads)")
     out = args.json or REPO / "bench/results" / ("accuracy.json" if args.part == "test" else f"accuracy-{args.part}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"backend": label, "part": args.part, "frames": len(frames), "skipped": skipped,
+    out.write_text(json.dumps({"backend": args.backend, "part": args.part, "frames": len(frames), "skipped": skipped,
                                "ms_per_vtest_frame": ms, "categories": table}, indent=1) + "\n")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
