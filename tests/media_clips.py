@@ -44,6 +44,16 @@ def write_clip(path: Path, frames, fps: float, fourcc: str = "mp4v") -> Path:
     return path
 
 
+def frame_at(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a video (seek by frame number), asserted to be there."""
+    capture = cv2.VideoCapture(str(path))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, f"{path} has no frame {index}"
+    return frame
+
+
 def first_frames(path: Path, count: int) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     frames = []

@@ -14,6 +14,8 @@ from mie_pose.operators.contract import LocalContext, OperatorRuntime
 from mie_pose.storage import MediaLocation
 from mie_pose.video import FrameSampler, VideoInputError, probe_video
 
+from media_clips import frame_at
+
 
 def all_timestamps(path) -> list[float]:
     capture = cv2.VideoCapture(str(path))
@@ -44,12 +46,9 @@ def test_timestamps_are_the_decoders(vtest_mp4):
     frames = list(FrameSampler(vtest_mp4, 2))
     assert all(any(abs(f.timestamp_ms - r) < 1 for r in real) for f in frames)
     # The image is the frame at that timestamp: compare with a frame read by index.
-    capture = cv2.VideoCapture(str(vtest_mp4))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, 30)
-    ok, frame_30 = capture.read()
-    capture.release()
+    frame_30 = frame_at(vtest_mp4, 30)
     at_3s = next(f for f in frames if f.timestamp_ms == 3000)
-    assert ok and cv2.absdiff(at_3s.image, frame_30).mean() < 1.0
+    assert cv2.absdiff(at_3s.image, frame_30).mean() < 1.0
 
 
 def test_variable_frame_rate_uses_real_timestamps(vfr_mp4):

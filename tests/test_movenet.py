@@ -8,6 +8,8 @@ import pytest
 
 from mie_pose.backends.movenet import MoveNetLandmarker, movenet_model_path
 
+from media_clips import frame_at
+
 
 @pytest.fixture(scope="module")
 def landmarker():
@@ -19,11 +21,7 @@ def walker(vtest_avi):
     """vtest.avi frame 80 and the box of a pedestrian in it (found by the committed person detector)."""
     from mie_pose.backends.person_detectors import NanoDetPersonDetector
 
-    capture = cv2.VideoCapture(str(vtest_avi))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, 80)
-    ok, frame = capture.read()
-    capture.release()
-    assert ok
+    frame = frame_at(vtest_avi, 80)
     detections = sorted(NanoDetPersonDetector()(frame), key=lambda d: -d.score)
     return frame, detections[0].box_px
 

@@ -12,7 +12,7 @@ import pytest
 from mie_pose.backends import create_backend
 from mie_pose.backends.blazepose import to_coco
 
-from media_clips import opencv_doc_file
+from media_clips import frame_at, opencv_doc_file
 from test_blazepose import MEDIAPIPE_COCO_PX
 
 
@@ -69,10 +69,7 @@ def test_two_players(backend):
 
 
 def test_street_scene_with_several_people(backend, vtest_avi):
-    capture = cv2.VideoCapture(str(vtest_avi))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, 80)  # six pedestrians, all fully visible
-    ok, frame = capture.read()
-    capture.release()
+    frame = frame_at(vtest_avi, 80)  # six pedestrians, all fully visible
     persons = backend(frame)
     assert len(persons) >= 5
     for person in persons:
