@@ -9,9 +9,10 @@ Each sequence is also scored at a half and a third of its labelled rate (every 2
 0.67 fps for the 2 fps sequences), since PoseDetection runs at whatever FPS a workflow asks for and a person
 moves further between sparser frames.
 
-    .venv/bin/python bench/bench_tracking.py [--out DIR] [--reuse-detections] [--render DIR]
+    .venv/bin/python bench/bench_tracking.py [--out DIR] [--backend NAME] [--reuse-detections] [--render DIR]
 
-``--reuse-detections`` reads the detections cached by the last run (~/.cache/mie-pose-bench/tracks), for
+``--backend`` names the pose backend (default: the workflow's default, ``topdown``; ``topdown-movenet`` for
+MoveNet on the detector boxes). ``--reuse-detections`` reads the detections cached by the last run (~/.cache/mie-pose-bench/tracks), for
 trying tracker changes quickly; ``--render DIR`` writes each labelled frame with labels and track ids drawn,
 for checking labels by eye. Writes ``bench_tracking.json`` under ``bench/results/`` (or ``--out``).
 """
@@ -97,19 +98,20 @@ def score(sequence: dict, results: list[dict]):
     return score_tracks(sequence["frames"], results, *sequence["size"])
 
 
-def sequence_detections(sequences: list[dict], reuse: bool) -> dict[str, dict[int, dict]]:
-    """Detections per video (one pass over each video), cached for ``--reuse-detections``."""
+def sequence_detections(sequences: list[dict], reuse: bool, backend_name: str = "topdown") -> dict[str, dict[int, dict]]:
+    """Detections per video (one pass over each video), cached per backend for ``--reuse-detections``."""
     by_video: dict[tuple, set[int]] = {}
     for s in sequences:
         key = (s["source"]["path"], float(s["sampling"]["fps"]))
         by_video.setdefault(key, set()).update(f["index"] for f in s["frames"])
     out = {}
     for (video, fps), wanted in by_video.items():
-        cache = CACHE / f"{Path(video).stem}-{fps:g}fps.json"
+        suffix = "" if backend_name == "topdown" else f"-{backend_name}"
+        cache = CACHE / f"{Path(video).stem}-{fps:g}fps{suffix}.json"
         cached = json.loads(cache.read_text()) if reuse and cache.exists() else None
         if cached is None or not wanted <= {int(k) for k in cached}:
             start = time.perf_counter()
-            found = detect(Path(video), fps, wanted)
+            found = detect(Path(video), fps, wanted, backend_name)
             print(f"detections: {len(found)} frames of {Path(video).name} in {time.perf_counter() - start:.1f} s",
                   flush=True)
             CACHE.mkdir(parents=True, exist_ok=True)
@@ -152,12 +154,14 @@ def render(sequence: dict, detections: dict[int, dict], results: list[dict], out
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--backend", default="topdown", help="pose backend (registry name)")
     parser.add_argument("--reuse-detections", action="store_true")
     parser.add_argument("--render", type=Path)
     args = parser.parse_args(argv)
     sequences = load_sequences()
-    detections = sequence_detections(sequences, args.reuse_detections)
-    figures: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}, "sequences": {}}
+    detections = sequence_detections(sequences, args.reuse_detections, args.backend)
+    figures: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                     "backend": args.backend, "sequences": {}}
     splits: dict[str, dict] = {}
     for full in sequences:
         split = full.get("split", "test")

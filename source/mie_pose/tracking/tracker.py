@@ -30,9 +30,14 @@ from .assignment import linear_sum_assignment
 
 # Motion similarity = IOU_WEIGHT * IoU + the rest * keypoint similarity.
 IOU_WEIGHT = 0.3
-# Share of appearance in the similarity when both sides have a descriptor (0.6-0.7 measured on the tuning
-# vtest sequence in tests/data/tracks: 0.7 keeps two walkers entering side by side apart, 0.6 does not).
-APPEARANCE_WEIGHT = 0.7
+# Share of appearance in the similarity when both sides have a descriptor. Colour similarities of pairs that
+# pass APPEARANCE_GATE all lie in 0.7-1, a narrower range than motion's 0-1, so appearance needs the larger
+# share to count: on the tuning vtest sequence in tests/data/tracks (NanoDet detections), 0.6 let two walkers
+# entering side by side swap, 0.7 kept them apart at 2 and 1 fps, and 0.8 (with MATCH_FLOOR 0.65) also kept
+# two side-by-side walkers (red and dark jackets) apart at 0.67 fps, where a person moves 2-3 widths between
+# samples and the damped motion prediction lands on the neighbour: 5 -> 2 id switches, IDF1 0.77 -> 0.90,
+# 2 and 1 fps unchanged (0 switches). 0.75-0.85 with floors 0.55-0.65 gave 2-3 switches there.
+APPEARANCE_WEIGHT = 0.8
 # Pairs whose motion similarity is below this are never matched.
 MIN_SIMILARITY = 0.1
 # Pairs whose clothes differ this much (appearance similarity below it, both seen) are never matched either:
@@ -42,9 +47,10 @@ MIN_SIMILARITY = 0.1
 APPEARANCE_GATE = 0.7
 # The matching maximizes the sum of (similarity - MATCH_FLOOR) over the pairs it makes: a pair below the
 # floor is never made, and a track left unmatched costs nothing, so a good pair is not split up to make two
-# weak ones (a person entering the frame must not pull a track off the person it belongs to). 0.4-0.5 were
-# best on the tuning sequence at 2, 1 and 0.67 fps alike; 0.6 splits tracks at 0.67 fps.
-MATCH_FLOOR = 0.5
+# weak ones (a person entering the frame must not pull a track off the person it belongs to). With
+# APPEARANCE_WEIGHT 0.8, 0.65 was best on the tuning sequence at 2, 1 and 0.67 fps together (0.7 splits
+# tracks at 1 fps; with weight 0.7, 0.4-0.5 were best and 0.6 split tracks at 0.67 fps).
+MATCH_FLOOR = 0.65
 # Keypoints under this score are left out of the keypoint distance.
 KEYPOINT_MIN_SCORE = 0.3
 # Keypoint distance, in person heights, at which keypoint similarity is exp(-1/2): a floor for detection
