@@ -33,7 +33,8 @@ def test_labels_score_perfectly_and_cover_the_categories(tuning):
     assert table["all"]["recall"] == 1.0 and table["all"]["precision"] == 1.0
     assert table["all"]["pck"] == 1.0 and table["all"]["oks_ap"] == 1.0
     assert table["all"]["people"] >= 100 and table["all"]["merged"] == 0
-    for category in ("adjacent", "small", "portrait", "letterboxed", "crowd", "cut_top"):
+    for category in ("adjacent", "small", "portrait", "letterboxed", "crowd", "cut_left", "cut_right", "cut_top",
+                     "cut_bottom", "pose"):
         assert table[category]["people"] >= 10, category
     assert table["empty"]["frames"] >= 3
 
@@ -77,32 +78,39 @@ def test_topdown_on_the_tuning_part(tuning):
     from mie_pose.backends.evaluation import evaluate_backend
 
     table, _ = evaluate_backend(create_backend("topdown"), tuning)
-    # Measured (bench/bench_accuracy.py --part tuning, NanoDet 0.5, keypoint-similarity duplicate suppression):
-    # recall 0.94, precision 1.00, no merge, portrait 0.89, letterboxed 0.97, small 0.97, crowd 0.98, cut off at
-    # the top 0.73 (0.18 before cut-off people kept their keypoints), at the left 6/6. Keypoints, all placed by
-    # hand (the second labelling, tests/data/eval/manifest.json): PCK@0.2 0.81, OKS AP 0.66 (0.54 / 0.33 against
-    # the first hand labels, which two independent models agreed were misplaced).
-    assert table["all"]["recall"] >= 0.9
+    # Measured (bench/bench_accuracy.py --part tuning: NanoDet 0.5, people at the edge from 0.4 with their box
+    # completed past the edge, keypoint-similarity duplicate suppression), 257 person instances of which 97 are
+    # cut off: recall 0.91, precision 0.99, no merge, every category's precision >= 0.91 (cut off at the top);
+    # portrait 0.92, letterboxed 0.97, small 0.93, crowd 0.97, cut off at the top 0.69 (0.48 with the edge
+    # bar at 0.5 and no completion), at the right 0.92, at the bottom 0.89, at the left 16/16. Keypoints, all
+    # placed by hand (the second labelling, tests/data/eval/manifest.json): PCK@0.2 0.73, OKS AP 0.54 (0.71 /
+    # 0.51 before the cut-off rules; 0.81 / 0.66 on the 28 frames before the edge crops were added).
+    assert table["all"]["recall"] >= 0.89
     assert table["all"]["precision"] >= 0.97
     assert table["all"]["merged"] == 0
-    assert table["all"]["pck"] >= 0.78
-    assert table["all"]["oks_ap"] >= 0.62
+    for category, row in table.items():
+        assert row["precision"] is None or row["precision"] >= 0.9, category
+    assert table["all"]["pck"] >= 0.71
+    assert table["all"]["oks_ap"] >= 0.52
     assert table["hand_keypoints"]["keypoint_people"] == table["all"]["keypoint_people"]
-    assert table["portrait"]["recall"] >= 0.85
+    assert table["portrait"]["recall"] >= 0.9
     assert table["letterboxed"]["recall"] >= 0.93
-    assert table["small"]["recall"] >= 0.92
-    assert table["crowd"]["recall"] >= 0.93
-    assert table["cut_top"]["recall"] >= 0.63
-    assert table["cut_left"]["recall"] >= 0.75
+    assert table["small"]["recall"] >= 0.9
+    assert table["crowd"]["recall"] >= 0.95
+    assert table["cut_top"]["recall"] >= 0.65
+    assert table["cut_left"]["recall"] >= 0.9
+    assert table["cut_right"]["recall"] >= 0.88
+    assert table["cut_bottom"]["recall"] >= 0.85
     assert table["empty"]["false_positives"] == 0
 
 
 def test_topdown_with_movenet_on_the_tuning_part(tuning):
-    """The MoveNet option: the same boxes (recall 0.94, precision 1.00), PCK@0.2 0.84 and OKS AP 0.72 measured."""
+    """The MoveNet option: the same boxes (recall 0.91, precision 0.99), PCK@0.2 0.78 and OKS AP 0.64 measured
+    (0.84 / 0.72 on the 28 frames before the edge crops)."""
     from mie_pose.backends.evaluation import evaluate_backend
     from mie_pose.backends.topdown import TopDownBackend
 
     table, _ = evaluate_backend(TopDownBackend.default(pose_model="movenet"), tuning)
-    assert table["all"]["recall"] >= 0.9 and table["all"]["precision"] >= 0.97 and table["all"]["merged"] == 0
-    assert table["all"]["pck"] >= 0.81
-    assert table["all"]["oks_ap"] >= 0.68
+    assert table["all"]["recall"] >= 0.89 and table["all"]["precision"] >= 0.97 and table["all"]["merged"] == 0
+    assert table["all"]["pck"] >= 0.76
+    assert table["all"]["oks_ap"] >= 0.61

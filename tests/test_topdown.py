@@ -117,3 +117,41 @@ def test_a_person_found_twice_is_kept_once_but_neighbours_stay():
     assert person_oks(whole, upper, w, h) > 0.5 > person_oks(whole, neighbour, w, h)
     kept = suppress_duplicates([upper, neighbour, whole], w, h)
     assert kept == [neighbour, whole]  # input order, the better-scored copy
+
+
+def test_a_cut_off_box_is_completed_past_the_edge_it_reaches():
+    """Legs-only at the top edge grow upwards to a whole person's proportions; a half person at the left edge grows
+    outwards; a box a few pixels short of the edge still counts as reaching it; a person filling the picture's
+    height, or a box inside the picture, stays as it is."""
+    from mie_pose.backends.topdown import WHOLE_PERSON_ASPECT, _at_edge, completed_box
+
+    content = (0, 0, 768, 576)
+    legs = (100, 4, 140, 64)  # 40 wide, 60 tall, 4 px under the top edge
+    assert _at_edge(legs, content)
+    x0, y0, x1, y1 = completed_box(legs, content)
+    assert (x0, x1, y1) == (100, 140, 64) and y0 == pytest.approx(64 - WHOLE_PERSON_ASPECT * 40)
+    half = (0, 300, 15, 410)  # cut at the left: 15 of about 40 px visible
+    x0, y0, x1, y1 = completed_box(half, content)
+    assert (y0, x1, y1) == (300, 15, 410) and x0 == pytest.approx(15 - 110 / WHOLE_PERSON_ASPECT)
+    assert completed_box((300, 0, 500, 576), content) == (300, 0, 500, 576)  # top and bottom: fills the height
+    inside = (300, 200, 340, 310)
+    assert not _at_edge(inside, content) and completed_box(inside, content) == inside
+    letterboxed = (0, 96, 768, 480)  # the picture inside bars: its edges, not the frame's, count
+    assert _at_edge((300, 100, 340, 160), letterboxed) and not _at_edge((300, 100, 340, 160), content)
+    assert not _at_edge((300, 200, 340, 260), letterboxed)
+
+
+def test_a_person_cut_off_at_the_edge_is_kept_from_the_lower_score():
+    """vtest frame 300 cut at y=244 (tests/data/eval, edge_crops.py): the walker the cut leaves legs-only scores
+    under the 0.5 bar for people inside the picture; at the edge the bar is 0.4, so he is found (and not with
+    the edge bar at 0.5)."""
+    from mie_pose.backends.evaluation import load_eval_set, predictions_from_persons, score_frame
+    from mie_pose.backends.topdown import PERSON_SCORE_THRESHOLD, TopDownBackend
+
+    frames, _ = load_eval_set(Path(__file__).parent / "data" / "eval", "tuning")
+    frame = next(f for f in frames if f.id == "vtest#300/cut_top")
+    assert "cut_top" in frame.persons[0].categories
+    for edge_bar, found in ((None, True), (PERSON_SCORE_THRESHOLD, False)):
+        backend = TopDownBackend.default(**({} if edge_bar is None else {"cut_off_min_score": edge_bar}))
+        result = score_frame(frame, predictions_from_persons(backend(frame.image_bgr), frame.image_bgr.shape))
+        assert (result.matched[0] >= 0) is found, edge_bar
