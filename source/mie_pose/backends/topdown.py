@@ -141,22 +141,23 @@ class TopDownBackend:
         else:
             found = self.person_detector(image_bgr)
         detections = sorted(found, key=lambda d: -d.score)
-        edge = [_at_edge(d.box_px, content) for d in detections]
-        taken = [d.score >= self.score_threshold or (at_edge and d.score >= self.cut_off_min_score)
-                 for d, at_edge in zip(detections, edge)]
-        boxes = [d for d, take in zip(detections, taken) if take]
-        partners = [d for d, take in zip(detections, taken)
-                    if not take and self.partner_score is not None and d.score >= self.partner_score]
+        boxes, partners = [], []  # (detection, reaches the edge); partner candidates
+        for detection in detections:
+            edge = _at_edge(detection.box_px, content)
+            if detection.score >= self.score_threshold or (edge and detection.score >= self.cut_off_min_score):
+                boxes.append((detection, edge))
+            elif self.partner_score is not None and detection.score >= self.partner_score:
+                partners.append(detection)
         if not boxes:
             return []
         h, w = image_bgr.shape[:2]
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        large = any(d.box_px[3] - d.box_px[1] >= WHOLE_FRAME_MIN_HEIGHT * h for d in boxes)
+        large = any(d.box_px[3] - d.box_px[1] >= WHOLE_FRAME_MIN_HEIGHT * h for d, _ in boxes)
         unclaimed = list(self.pose_detector(image_bgr)) if large else []
         persons = []
-        for detection in boxes:
+        for detection, edge in boxes:
             presence, region = None, detection.box_px
-            if _at_edge(detection.box_px, content):
+            if edge:
                 region = completed_box(detection.box_px, content)
                 if detection.score >= self.cut_off_min_score:
                     presence = self.cut_off_presence
