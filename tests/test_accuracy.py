@@ -80,7 +80,7 @@ def test_topdown_on_the_tuning_part(tuning):
     table, _ = evaluate_backend(create_backend("topdown"), tuning)
     # Measured (bench/bench_accuracy.py --part tuning: NanoDet 0.5, people at the edge from 0.4 with their box
     # completed past the edge, keypoint-similarity duplicate suppression), 257 person instances of which 97 are
-    # cut off: recall 0.91, precision 0.99, no merge, every category's precision >= 0.91 (cut off at the top);
+    # cut off: recall 0.91, precision 0.99, no merge, every category's precision >= 0.95 (cut off at the top);
     # portrait 0.92, letterboxed 0.97, small 0.93, crowd 0.97, cut off at the top 0.69 (0.48 with the edge
     # bar at 0.5 and no completion), at the right 0.92, at the bottom 0.89, at the left 16/16. Keypoints, all
     # placed by hand (the second labelling, tests/data/eval/manifest.json): PCK@0.2 0.73, OKS AP 0.54 (0.71 /

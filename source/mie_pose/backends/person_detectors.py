@@ -79,14 +79,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def letterbox(image: np.ndarray, size: int, height: int | None = None) -> tuple[np.ndarray, float]:
+def letterbox(image: np.ndarray, size: int, height: int | None = None, fill: int = 0) -> tuple[np.ndarray, float]:
     """Scale to fit ``size`` x ``size`` (or ``height`` x ``size``, height x width) with the aspect kept, and pad
-    bottom/right with black; returns image and scale."""
+    bottom/right with ``fill`` (black unless told); returns image and scale."""
     h, w = image.shape[:2]
     height = height or size
     scale = min(size / w, height / h)
     resized = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
-    canvas = np.zeros((height, size, 3), image.dtype)
+    canvas = np.full((height, size, 3), fill, image.dtype)
     canvas[: resized.shape[0], : resized.shape[1]] = resized
     return canvas, scale
 

@@ -25,9 +25,9 @@ from .person_detectors import TiledPersonDetector, box_iou, content_region
 
 # The person detector (NanoDet) and its score threshold inside this backend, chosen on the tuning part of
 # tests/data/eval (bench/bench_accuracy.py --part tuning; its 28 frames before the edge crops): NanoDet at 0.5
-# gave recall 0.93 / precision 1.00
-# (0.45: 0.93 / 0.99; 0.40: precision 0.95) against CenterNet's 0.94 / 0.99 (at 0.38, the previous default),
-# at the same detector speed (1.02x, interleaved on vtest frames), and its weights are Apache-2.0.
+# gave recall 0.93 / precision 1.00 (0.45: 0.93 / 0.99; 0.40: precision 0.95) against CenterNet's 0.94 / 0.99
+# (at 0.38, the previous default), at the same detector speed (1.02x, interleaved on vtest frames), and its
+# weights are Apache-2.0.
 PERSON_SCORE_THRESHOLD = 0.5
 # The detector runs on the picture without letterbox bars (which alone lifted tuning-part recall on portrait
 # frames 0.82 -> 0.86 and letterboxed 0.93 -> 0.97) and on this many square tiles along its long side. Tiles

@@ -26,17 +26,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FRAMES = HERE / "frames.json"
+sys.path.insert(0, str(HERE.parents[2] / "source"))
 CUT_SHARE = 0.4  # the share of the person's width (or height) that falls outside the crop
 MIN_SIDE_PX = 160
 EDGES = ("left", "right", "top", "bottom")
 
 
-def frame_size(spec: dict) -> tuple[int, int]:
-    sys.path.insert(0, str(HERE.parents[2] / "source"))
+def frame_size(spec: dict, media: dict) -> tuple[int, int]:
+    """``spec``'s picture size, read from its media (``media``: the manifest's entries)."""
     from mie_pose.backends.evaluation import locate_media, read_frame
 
-    manifest = json.loads((HERE / "manifest.json").read_text())
-    image = read_frame(locate_media(manifest["media"][spec["media"]]["locate"]), spec.get("frame"))
+    image = read_frame(locate_media(media[spec["media"]]["locate"]), spec.get("frame"))
     return image.shape[1], image.shape[0]
 
 
@@ -74,11 +74,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     specs = json.loads(FRAMES.read_text())
     existing = {s["id"] for s in specs}
+    media = json.loads((HERE / "manifest.json").read_text())["media"]
     added = []
     for spec in specs:
         if "derived_from" in spec or not any(not p.get("ignore") and not p.get("crowd") for p in spec["persons"]):
             continue
-        size = frame_size(spec)
+        size = frame_size(spec, media)
         for edge in EDGES:
             entry = edge_crop(spec, size, edge)
             if entry and entry["id"] not in existing:
