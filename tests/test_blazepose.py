@@ -7,6 +7,7 @@ mediapipe wheel from PyPI, later runs find the files and skip it.
 from __future__ import annotations
 
 import math
+import zipfile
 
 import cv2
 import numpy as np
@@ -28,6 +29,7 @@ from mie_pose.backends.blazepose import (
 from mie_pose.backends.blazepose import weights as weights_module
 from mie_pose.backends.blazepose.detection import ANCHORS, weighted_nms
 from mie_pose.backends.blazepose.roi import crop, project_to_image, remove_letterbox, roi_from_alignment, roi_from_box
+from mie_pose.resources import model_file
 from mie_pose.schema import KEYPOINT_NAMES
 
 skdata = pytest.importorskip("skimage.data")
@@ -83,7 +85,7 @@ def test_ensure_weights_names_the_install_command(tmp_path):
         ensure_weights(tmp_path)
     assert issubclass(ModelsMissingError, FileNotFoundError)
     with pytest.raises(ModelsMissingError):
-        BlazePoseLandmarker(model_dir=tmp_path)
+        BlazePoseDetector(model_dir=tmp_path)
 
 
 def test_ensure_weights_rejects_a_truncated_file(tmp_path, model_dir):
@@ -110,6 +112,38 @@ def test_install_weights_is_idempotent(model_dir, monkeypatch):
     for name, (_, size, sha) in weights_module.MODEL_FILES.items():
         assert (model_dir / name).stat().st_size == size
         assert weights_module.sha256_of(model_dir / name) == sha
+
+
+def test_the_committed_landmark_model_is_the_pruned_build():
+    path = model_file(weights_module.LANDMARK_MODEL)
+    assert weights_module.sha256_of(path) == weights_module.LANDMARK_SHA256
+    outputs = {d["name"].split(":")[0] for d in BlazePoseLandmarker(path).interpreter.get_output_details()}
+    assert outputs == {"Identity", "Identity_1", "Identity_3"}  # no segmentation, no world landmarks
+
+
+def test_pruned_landmark_model_gives_mediapipes_outputs_bit_for_bit(tmp_path):
+    """The pruned file against the wheel's own pose_landmark_full.tflite, on a real person crop: the three
+    outputs we read must not move by one bit (pip's cache already holds the wheel from the install)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    wheel = weights_module.download_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as archive:
+        (tmp_path / "full.tflite").write_bytes(
+            archive.read("mediapipe/modules/pose_landmark/pose_landmark_full.tflite"))
+    crop_rgb = cv2.resize(skdata.astronaut()[:, 96:416], (256, 256)).astype(np.float32)[None] / 255.0
+    results = []
+    for path in (tmp_path / "full.tflite", model_file(weights_module.LANDMARK_MODEL)):
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], crop_rgb)
+        interpreter.invoke()
+        results.append({d["name"].split(":")[0]: interpreter.get_tensor(d["index"]).copy()
+                        for d in interpreter.get_output_details()})
+    full, pruned = results
+    assert set(full) - set(pruned) == {"Identity_2", "Identity_4"}
+    assert float(full["Identity_1"].reshape(-1)[0]) > 0.5  # presence: a real person in the crop (0.81)
+    for name, value in pruned.items():
+        assert np.array_equal(value, full[name]), name
 
 
 # --- geometry ------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DETECTOR = "mie_pose/models/person-detector-nanodet/nanodet-m-416-fp16.tflite"
 POSE_ESTIMATOR = "mie_pose/models/pose-estimator-movenet/movenet-lightning-fp16.tflite"
+LANDMARKS = "mie_pose/models/pose-estimator-blazepose/pose-landmark-full-pruned.tflite"
+SHIPPED = (DETECTOR, POSE_ESTIMATOR, LANDMARKS)
 # Weights whose upstream states no licence must never ship (models/PROVENANCE.md).
 UNLICENSED = "mie_pose/models/person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -62,8 +64,8 @@ def installed(dist, tmp_path_factory) -> dict:
 def test_the_sdist_and_the_wheel_carry_the_web_app_and_the_weights(dist):
     with zipfile.ZipFile(dist["wheel"]) as wheel:
         names = set(wheel.namelist())
-    assert {"mie_pose/webapp/index.html", "mie_pose/webapp/js/main.js", DETECTOR, POSE_ESTIMATOR} <= names
-    folders = [weights.rsplit("/", 1)[0] for weights in (DETECTOR, POSE_ESTIMATOR)]
+    assert {"mie_pose/webapp/index.html", "mie_pose/webapp/js/main.js", *SHIPPED} <= names
+    folders = [weights.rsplit("/", 1)[0] for weights in SHIPPED]
     assert {f"{folder}/{name}" for folder in folders for name in ("LICENSE", "NOTICE")} <= names
     assert UNLICENSED not in names
     assert not any(name.endswith(".py") and name.startswith("mie_pose/models/") and "/code/" not in name
@@ -71,7 +73,7 @@ def test_the_sdist_and_the_wheel_carry_the_web_app_and_the_weights(dist):
     with tarfile.open(dist["sdist"]) as sdist:
         members = {member.name.partition("/")[2]: member for member in sdist.getmembers()}
     assert members["source/mie_pose/webapp/index.html"].isfile()
-    for weights in (DETECTOR, POSE_ESTIMATOR):
+    for weights in SHIPPED:
         assert members[f"source/{weights}"].isfile() and members[f"source/{weights}"].size > 1_000_000
     assert not any(name.startswith(("models/", "webapp/")) for name in members)  # shipped once, as package data
     assert f"source/{UNLICENSED}" not in members

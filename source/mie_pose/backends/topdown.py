@@ -124,7 +124,7 @@ class TopDownBackend:
                   score_threshold if partner_score is None else partner_score)
         detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
 
-        landmarker = BlazePoseLandmarker(model_dir, num_threads=num_threads)
+        landmarker = BlazePoseLandmarker(num_threads=num_threads)
         box_landmarker = None
         if pose_model == "movenet":
             from .movenet import MoveNetLandmarker

@@ -24,7 +24,7 @@ class BlazePoseBackend:
 
     def __init__(self, model_dir: str | os.PathLike | None = None, num_threads: int = 2):
         self.detector = BlazePoseDetector(model_dir, num_threads=num_threads)
-        self.landmarker = BlazePoseLandmarker(model_dir, num_threads=num_threads)
+        self.landmarker = BlazePoseLandmarker(num_threads=num_threads)
 
     def __call__(self, image_bgr: np.ndarray) -> list[Person]:
         detections = self.detector(image_bgr)

