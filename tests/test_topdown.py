@@ -155,3 +155,58 @@ def test_a_person_cut_off_at_the_edge_is_kept_from_the_lower_score():
         backend = TopDownBackend.default(**({} if edge_bar is None else {"cut_off_min_score": edge_bar}))
         result = score_frame(frame, predictions_from_persons(backend(frame.image_bgr), frame.image_bgr.shape))
         assert (result.matched[0] >= 0) is found, edge_bar
+
+
+def _pck_hits(result, frame, index: int) -> int:
+    """Keypoints of labelled person ``index`` within PCK@0.2 of the torso (0 when the person was missed)."""
+    from mie_pose.backends.evaluation import torso_size
+
+    person, k = frame.persons[index], result.matched[index]
+    if k < 0:
+        return 0
+    labelled = person.keypoints[:, 2] > 0
+    dist = np.linalg.norm(result.predictions[k].keypoints[:, :2] - person.keypoints[:, :2], axis=1)
+    return int(np.sum(labelled & (dist <= 0.2 * torso_size(person.keypoints, person.box))))
+
+
+def test_a_region_grown_past_the_edge_gets_movenet():
+    """Tuning-part edge crops (tests/data/eval): BlazePose finds its person by the face and hips, so on a region
+    grown past the edge it misplaces a legs-only walker (vtest#300 cut at the top: 0 of 8 keypoints) and a walker
+    cut at the bottom (vtest#90: 3 of 10); MoveNet there places 5 of 8 and 10 of 10."""
+    from mie_pose.backends.evaluation import load_eval_set, predictions_from_persons, score_frame
+    from mie_pose.backends.topdown import EDGE_POSE_MODEL, TopDownBackend
+
+    assert EDGE_POSE_MODEL == "movenet"
+    default, blazepose_only = TopDownBackend.default(), TopDownBackend.default(edge_pose_model="blazepose")
+    assert type(default.edge_landmarker).__name__ == "MoveNetLandmarker"
+    assert blazepose_only.edge_landmarker is blazepose_only.box_landmarker
+    frames, _ = load_eval_set(Path(__file__).parent / "data" / "eval", "tuning")
+    for frame_id, at_least, blazepose_at_most in (("vtest#300/cut_top", 5, 1), ("vtest#90/cut_bottom", 9, 4)):
+        frame = next(f for f in frames if f.id == frame_id)
+        hits = [_pck_hits(score_frame(frame, predictions_from_persons(b(frame.image_bgr), frame.image_bgr.shape)),
+                          frame, 0) for b in (default, blazepose_only)]
+        assert hits[0] >= at_least and hits[1] <= blazepose_at_most, (frame_id, hits)
+
+
+def test_a_movenet_person_dropped_as_a_duplicate_is_retried_with_blazepose():
+    """vtest#160 cut at the bottom (tuning part): on the grown region of person 1, beside another walker, MoveNet
+    follows the neighbour and its skeleton is suppressed as a duplicate; BlazePose on the same region finds him."""
+    from mie_pose.backends.evaluation import load_eval_set, predictions_from_persons, score_frame
+    from mie_pose.backends.topdown import TopDownBackend, completed_box, person_oks
+    from mie_pose.backends.person_detectors import box_iou, content_region
+
+    frames, _ = load_eval_set(Path(__file__).parent / "data" / "eval", "tuning")
+    frame = next(f for f in frames if f.id == "vtest#160/cut_bottom")
+    backend = TopDownBackend.default()
+    persons = backend(frame.image_bgr)
+    result = score_frame(frame, predictions_from_persons(persons, frame.image_bgr.shape))
+    assert result.matched[1] >= 0
+    # Without the retry he is lost: MoveNet's skeleton on his region duplicates a kept person's.
+    h, w = frame.image_bgr.shape[:2]
+    label = np.array([frame.persons[1].box], np.float64)
+    found = max(persons, key=lambda p: box_iou(np.array([p.extra["detector_box"]], np.float64), label).max())
+    region = completed_box(found.extra["detector_box"], content_region(frame.image_bgr))
+    rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)
+    movenet = backend.edge_landmarker.run_box(rgb, region, 0.0)
+    assert max(person_oks(k, movenet, w, h) for k in persons if k is not found) >= backend.duplicate_oks
+    assert all("retry" not in p.extra for p in persons)
