@@ -1,12 +1,13 @@
 """Measure the offline person detector candidates against the hand-labelled boxes in tests/data/person_boxes.
 
-    python bench/bench_person_detectors.py [--movenet-dir DIR] [--sweep] [--skip-slow]
+    python bench/bench_person_detectors.py [--centernet FILE] [--movenet-dir DIR] [--sweep] [--skip-slow]
 
 Prints one row per candidate: recall and precision at IoU 0.5 on persons taller than 1/6 of the
 frame (smaller or flagged persons are "don't care"), the same on every unflagged person ("all"),
 and ms per frame on 2 threads (the top-down row includes its landmark model, which is what filters the
-lower detector threshold's false positives). MoveNet rows need the converted MoveNet multipose files (not committed,
-see models/person-detector-centernet/README.md); without --movenet-dir they are skipped.
+lower detector threshold's false positives). CenterNet rows need its converted weights, which are not distributed
+(their upstream states no licence; models/PROVENANCE.md), and MoveNet multipose rows its converted files; both are
+made as models/person-detector-centernet/README.md shows. Without --centernet / --movenet-dir they are skipped.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class TiledBlazePoseDetector:
 
 
 class TopDownDefaultBoxes:
-    """The default backend end to end (CenterNet at 0.38, then BlazePose's pose-presence check): the boxes
-    of the persons it keeps."""
+    """The default backend end to end (NanoDet, then the keypoint model's presence check): the boxes of the
+    persons it keeps."""
 
     def __init__(self):
         from mie_pose.backends.registry import build_backend
@@ -132,6 +133,7 @@ def sweep(name: str, images, outputs, thresholds) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--centernet", type=Path, help="centernet-mbv3-coco-512-fp16.tflite, converted yourself")
     parser.add_argument("--movenet-dir", type=Path, help="folder with movenet-multipose-fp16.tflite (256) "
                         "and movenet-multipose-512-fp16.tflite")
     parser.add_argument("--sweep", action="store_true", help="also print score-threshold sweeps")
@@ -140,15 +142,23 @@ def main() -> None:
     cv2.setNumThreads(THREADS)
     images = list(load_labelled_images(LABELS))
 
+    centernet = args.centernet
     candidates = {
-        "top-down default: CenterNet 0.38 + pose presence": TopDownDefaultBoxes,
-        "CenterNet-512 letterbox, score 0.42": default_person_detector,
-        "CenterNet-512 stretched, score 0.42": lambda: CenterNetPersonDetector(score_threshold=0.42, letterbox=False),
-        "CenterNet-512 letterbox, score 0.30": lambda: CenterNetPersonDetector(score_threshold=0.30),
+        "top-down default: NanoDet + pose presence": TopDownDefaultBoxes,
+        "NanoDet-m, default person detector": default_person_detector,
+    }
+    if centernet:
+        candidates.update({
+            "CenterNet-512 letterbox, score 0.42": lambda: CenterNetPersonDetector(centernet, score_threshold=0.42),
+            "CenterNet-512 stretched, score 0.42": lambda: CenterNetPersonDetector(centernet, score_threshold=0.42,
+                                                                                   letterbox=False),
+            "CenterNet-512 letterbox, score 0.30": lambda: CenterNetPersonDetector(centernet, score_threshold=0.30),
+        })
+    candidates.update({
         "OpenCV HOG, native": HogPersonDetector,
         "OpenCV HOG, 2x upscaled": lambda: HogPersonDetector(upscale=2.0),
         "BlazePose detector, 3x3 tiles": TiledBlazePoseDetector,
-    }
+    })
     if args.skip_slow:
         del candidates["OpenCV HOG, 2x upscaled"]
     if args.movenet_dir:
@@ -156,11 +166,11 @@ def main() -> None:
             if (args.movenet_dir / file).exists():
                 candidates[f"MoveNet multipose {size}, score 0.2"] = (
                     lambda path=args.movenet_dir / file: MoveNetMultiPoseDetector(path))
-    sweeps = {
-        "CenterNet-512 letterbox": lambda: CenterNetPersonDetector(score_threshold=0.2),
-        "CenterNet-512 stretched": lambda: CenterNetPersonDetector(score_threshold=0.2, letterbox=False),
-        "OpenCV HOG, native": lambda: HogPersonDetector(score_threshold=0.0),
-    }
+    sweeps = {"OpenCV HOG, native": lambda: HogPersonDetector(score_threshold=0.0)}
+    if centernet:
+        sweeps["CenterNet-512 letterbox"] = lambda: CenterNetPersonDetector(centernet, score_threshold=0.2)
+        sweeps["CenterNet-512 stretched"] = lambda: CenterNetPersonDetector(centernet, score_threshold=0.2,
+                                                                            letterbox=False)
 
     n_counted = sum(match_detections([], i.persons, i.image_bgr.shape[0]).misses for i in images)
     print(f"{len(images)} labelled images, {n_counted} persons taller than 1/6 of the frame; IoU 0.5; {THREADS} threads")

@@ -10,12 +10,12 @@ import pytest
 
 from media_clips import frame_at, opencv_doc_file
 from mie_pose.backends.person_detectors import (
-    CENTERNET_MODEL,
     CenterNetPersonDetector,
     Detection,
     HogPersonDetector,
     MatchCounts,
     box_iou,
+    UnlicensedWeightsError,
     centernet_model_path,
     default_person_detector,
     evaluate,
@@ -87,8 +87,10 @@ def test_hog_runs_and_finds_a_player():
     assert HogPersonDetector()(np.zeros((240, 320, 3), np.uint8)) == []
 
 
-def test_model_path_env_override(monkeypatch, tmp_path):
-    assert centernet_model_path() == CENTERNET_MODEL
+def test_centernet_has_no_default_weights_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.delenv("MIE_POSE_PERSON_DETECTOR", raising=False)
+    with pytest.raises(UnlicensedWeightsError, match="no licence.*README"):
+        CenterNetPersonDetector()
     monkeypatch.setenv("MIE_POSE_PERSON_DETECTOR", str(tmp_path / "other.tflite"))
     assert centernet_model_path() == tmp_path / "other.tflite"
     with pytest.raises(FileNotFoundError):

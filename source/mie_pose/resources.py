@@ -37,7 +37,7 @@ def models_dir() -> Path:
 
 
 def model_file(relative: str) -> Path:
-    """A committed model file, e.g. ``model_file("person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite")``.
+    """A committed model file, e.g. ``model_file("person-detector-nanodet/nanodet-m-416-fp16.tflite")``.
 
     The path is returned whether or not the file is there, so that the caller says what is missing.
     """

@@ -4,7 +4,8 @@ A detector is a callable, ``detector(image_bgr) -> list[Detection]``, with boxes
 image it was given. The default is NanoDet-m (COCO, converted to TFLite; Apache-2.0; see
 ``models/person-detector-nanodet/README.md``), run on the picture inside any letterbox bars. CenterNet
 (``models/person-detector-centernet/``) measured the same on the tuning part of ``tests/data/eval`` but
-its weights' upstream states no licence (``models/PROVENANCE.md``); it stays for comparison. OpenCV's HOG
+its weights' upstream states no licence (``models/PROVENANCE.md``), so its weights are neither shipped nor
+committed: ``CenterNetPersonDetector`` runs a file you convert yourself (the folder's README), for comparison. OpenCV's HOG
 people detector needs no weights and is kept as the fallback. The matching that scores a detector against labels lives here too, so the bench and
 the tests count hits and misses the same way.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..resources import model_file
 
-CENTERNET_MODEL = model_file("person-detector-centernet/centernet-mbv3-coco-512-fp16.tflite")
+CENTERNET_FILE = "centernet-mbv3-coco-512-fp16.tflite"  # what models/person-detector-centernet/convert.py writes
 MODEL_PATH_ENV = "MIE_POSE_PERSON_DETECTOR"
 NANODET_MODEL = model_file("person-detector-nanodet/nanodet-m-416-fp16.tflite")
 NANODET_PATH_ENV = "MIE_POSE_NANODET_MODEL"
@@ -106,9 +107,20 @@ def _as_detections(boxes: np.ndarray, scores: np.ndarray, nms_iou: float, w: int
 # --- detectors ------------------------------------------------------------------------------------
 
 
+class UnlicensedWeightsError(FileNotFoundError):
+    """CenterNet was asked for without a model file: its weights are not distributed with mie-pose."""
+
+
 def centernet_model_path(model_path: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else $MIE_POSE_PERSON_DETECTOR, else the committed model shipped as package data."""
-    return Path(model_path or os.environ.get(MODEL_PATH_ENV) or CENTERNET_MODEL)
+    """Explicit path, else $MIE_POSE_PERSON_DETECTOR. There is no default: the weights' upstream states no
+    licence, so mie-pose neither ships nor commits them (models/PROVENANCE.md)."""
+    chosen = model_path or os.environ.get(MODEL_PATH_ENV)
+    if not chosen:
+        raise UnlicensedWeightsError(
+            f"CenterNet's weights are not distributed with mie-pose (their upstream states no licence). Convert "
+            f"{CENTERNET_FILE} yourself as models/person-detector-centernet/README.md shows, then pass its path "
+            f"or set {MODEL_PATH_ENV}; the default person detector is NanoDet.")
+    return Path(chosen)
 
 
 class CenterNetPersonDetector:
