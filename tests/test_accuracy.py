@@ -78,16 +78,17 @@ def test_topdown_on_the_tuning_part(tuning):
     from mie_pose.backends.evaluation import evaluate_backend
 
     table, _ = evaluate_backend(create_backend("topdown"), tuning)
-    # Measured (bench/bench_accuracy.py --part tuning: NanoDet 0.5, people at the edge from 0.4 with their box
-    # completed past the edge and MoveNet on a region grown past it, keypoint-similarity duplicate suppression
-    # with BlazePose retried on a dropped MoveNet person), 257 person instances of which 97 are
-    # cut off: recall 0.91, precision 0.99, no merge, every category's precision >= 0.95 (cut off at the top);
-    # portrait 0.92, letterboxed 0.97, small 0.93, crowd 0.97, cut off at the top 0.69 (0.48 with the edge
-    # bar at 0.5 and no completion), at the right 0.92, at the bottom 0.89, at the left 16/16. Keypoints, all
-    # placed by hand (the second labelling, tests/data/eval/manifest.json): PCK@0.2 0.77, OKS AP 0.60 (0.73 /
-    # 0.54 with BlazePose on the grown regions too, 0.71 / 0.51 before the cut-off rules; 0.81 / 0.66 on the 28
-    # frames before the edge crops were added). People cut off at the bottom: PCK 0.65 -> 0.75 with MoveNet.
-    assert table["all"]["recall"] >= 0.89
+    # Measured (bench/bench_accuracy.py --part tuning): NanoDet 0.5; people at the edge from 0.4, their box
+    # completed past the edge and MoveNet on a region so grown; legs cut at the top from 0.25 when their lower
+    # body scores 0.5; keypoint-similarity duplicate suppression, BlazePose retried on a dropped MoveNet person.
+    # 257 person instances, 97 of them cut off: recall 0.93 (0.91 without the cut-top bar), precision 0.99, no
+    # merge, every category's precision >= 0.96; portrait 0.92, letterboxed 0.97, small 0.93, crowd 0.97, cut off
+    # at the top 0.79 (0.69 without the cut-top bar, 0.48 with the edge bar at 0.5 and no completion), at the
+    # right 0.96, at the bottom 0.93, at the left 16/16. Keypoints, all placed by hand (the second labelling,
+    # tests/data/eval/manifest.json): PCK@0.2 0.77, OKS AP 0.60 (0.73 / 0.54 with BlazePose on the grown regions
+    # too, 0.71 / 0.51 before the cut-off rules; 0.81 / 0.66 on the 28 frames before the edge crops were added).
+    # People cut off at the bottom: PCK 0.65 -> 0.75 with MoveNet.
+    assert table["all"]["recall"] >= 0.91
     assert table["all"]["precision"] >= 0.97
     assert table["all"]["merged"] == 0
     for category, row in table.items():
@@ -100,10 +101,10 @@ def test_topdown_on_the_tuning_part(tuning):
     assert table["letterboxed"]["recall"] >= 0.93
     assert table["small"]["recall"] >= 0.9
     assert table["crowd"]["recall"] >= 0.95
-    assert table["cut_top"]["recall"] >= 0.65
+    assert table["cut_top"]["recall"] >= 0.75
     assert table["cut_left"]["recall"] >= 0.9
-    assert table["cut_right"]["recall"] >= 0.88
-    assert table["cut_bottom"]["recall"] >= 0.85
+    assert table["cut_right"]["recall"] >= 0.92
+    assert table["cut_bottom"]["recall"] >= 0.89
     assert table["empty"]["false_positives"] == 0
 
 

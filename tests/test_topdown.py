@@ -210,3 +210,25 @@ def test_a_movenet_person_dropped_as_a_duplicate_is_retried_with_blazepose():
     movenet = backend.edge_landmarker.run_box(rgb, region, 0.0)
     assert max(person_oks(k, movenet, w, h) for k in persons if k is not found) >= backend.duplicate_oks
     assert all("retry" not in p.extra for p in persons)
+
+
+def test_legs_cut_off_at_the_top_are_kept_from_the_lower_bar_when_the_legs_score():
+    """Tuning-part edge crops: vtest#90 cut at the top leaves a walker's legs (NanoDet 0.25-0.4), found only with
+    the cut-top bar; a traffic cone at the top edge of vtest#300/crop scores in the same band but its "legs" do
+    not, so it stays out."""
+    from mie_pose.backends.evaluation import load_eval_set, predictions_from_persons, score_frame
+    from mie_pose.backends.person_detectors import box_iou
+    from mie_pose.backends.topdown import CUT_TOP_MIN_SCORE, TopDownBackend
+
+    assert CUT_TOP_MIN_SCORE is not None
+    frames = {f.id: f for f in load_eval_set(Path(__file__).parent / "data" / "eval", "tuning")[0]}
+    default, without = TopDownBackend.default(), TopDownBackend.default(cut_top_min_score=None)
+    legs = frames["vtest#90/cut_top"]
+    assert "cut_top" in legs.persons[1].categories
+    found = [score_frame(legs, predictions_from_persons(b(legs.image_bgr), legs.image_bgr.shape)).matched[1] >= 0
+             for b in (default, without)]
+    assert found == [True, False]
+    cone = np.array([[88, 1, 111, 37]], np.float64)  # no person there (checked by eye)
+    crop = frames["vtest#300/crop"]
+    boxes = [p.extra["detector_box"] for p in default(crop.image_bgr)]
+    assert all(box_iou(np.array([box], np.float64), cone).max() < 0.3 for box in boxes)

@@ -46,6 +46,17 @@ DETECTOR_TILES = 1
 # tuning tracking sequence is unchanged by it (0 / 0 / 2 id switches at 2 / 1 / 0.67 fps).
 CUT_OFF_MIN_SCORE = 0.4
 CUT_OFF_PRESENCE = 0.0
+# People cut off at the top are mostly legs, which NanoDet scores lowest (0.25-0.4 for 9 of the tuning part's 29;
+# cones and bollards at the top edge score there too). A detection cut at the top is also kept from
+# CUT_TOP_MIN_SCORE when its keypoint model (MoveNet, on the region grown past the edge) scores the lower body
+# (hips, knees, ankles: COCO 11-16) CUT_TOP_LEGS_SCORE or more on average. Chosen on the tuning part by the same
+# criterion as the edge bar: recall 0.914 -> 0.926 (cut off at the top 0.69 -> 0.79), precision 0.992 either way,
+# every category >= 0.96; leg scores 0.45-0.5 gave the same, 0.4 let a cone in (cut-left precision 0.89), 0.55
+# lost a walker; a lower bound of 0.3 found one person fewer, 0.2 as many at lower PCK. The mean of all 17 scores
+# (the head is outside the picture) let cones in at any bar that found a walker more. None: off.
+CUT_TOP_MIN_SCORE: float | None = 0.25
+CUT_TOP_LEGS_SCORE = 0.5
+LOWER_BODY = slice(11, 17)
 # NanoDet's box for a cut-off person often stops a few pixels short of the edge (the astronaut cut at the top:
 # 4 px; a walker: 5 px), so "reaches the edge" allows this share of the box's long side (at least EDGE_MARGIN_PX):
 # tuning-part recall of people cut at the top 0.48 -> 0.55 at 0.1 of the side (0.05: 0.52; 8 px: 0.55).
@@ -105,7 +116,8 @@ class TopDownBackend:
     def __init__(self, person_detector, pose_detector, landmarker, cut_off_min_score: float = CUT_OFF_MIN_SCORE,
                  cut_off_presence: float = CUT_OFF_PRESENCE, duplicate_oks: float | None = DUPLICATE_OKS,
                  score_threshold: float = 0.0, partner_score: float | None = None, partner_iou: float = PARTNER_IOU,
-                 box_landmarker=None, edge_landmarker=None):
+                 box_landmarker=None, edge_landmarker=None, cut_top_min_score: float | None = None,
+                 cut_top_legs_score: float = CUT_TOP_LEGS_SCORE):
         self.person_detector = person_detector
         self.pose_detector = pose_detector
         # ``landmarker`` runs on regions from the whole-frame pose detector (close-ups); ``box_landmarker``
@@ -116,6 +128,8 @@ class TopDownBackend:
         self.edge_landmarker = edge_landmarker or self.box_landmarker
         self.cut_off_min_score = cut_off_min_score
         self.cut_off_presence = cut_off_presence
+        self.cut_top_min_score = cut_top_min_score
+        self.cut_top_legs_score = cut_top_legs_score
         self.duplicate_oks = duplicate_oks
         # Detections under this score (the detector itself may run lower, for people at the edge) are partner
         # candidates from ``partner_score`` on (None: no partners).
@@ -135,8 +149,10 @@ class TopDownBackend:
         for model in (pose_model, edge_pose_model):
             if model is not None and model not in POSE_MODELS:
                 raise ValueError(f"unknown pose model {model!r}; choose one of {', '.join(POSE_MODELS)}")
+        options.setdefault("cut_top_min_score", CUT_TOP_MIN_SCORE)
         low = min(score_threshold, options.get("cut_off_min_score", CUT_OFF_MIN_SCORE),
-                  score_threshold if partner_score is None else partner_score)
+                  score_threshold if partner_score is None else partner_score,
+                  score_threshold if options["cut_top_min_score"] is None else options["cut_top_min_score"])
         detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
 
         landmarker = BlazePoseLandmarker(num_threads=num_threads)
@@ -163,6 +179,9 @@ class TopDownBackend:
             edge = _at_edge(detection.box_px, content)
             if detection.score >= self.score_threshold or (edge and detection.score >= self.cut_off_min_score):
                 boxes.append((detection, edge))
+            elif (self.cut_top_min_score is not None and detection.score >= self.cut_top_min_score
+                  and "top" in _cut_sides(detection.box_px, content)):
+                boxes.append((detection, edge))  # kept below only if the lower body scores (legs_checked)
             elif self.partner_score is not None and detection.score >= self.partner_score:
                 partners.append(detection)
         if not boxes:
@@ -186,6 +205,10 @@ class TopDownBackend:
                 person = self.landmarker.run_roi(rgb, match["roi"], presence)
             else:
                 person = box_landmarker.run_box(rgb, region, presence)
+            legs_checked = detection.score < min(self.score_threshold, self.cut_off_min_score)
+            if person is not None and legs_checked:
+                if float(np.mean(np.asarray(person.keypoints)[LOWER_BODY, 2])) < self.cut_top_legs_score:
+                    person = None
             if person is not None:
                 person.score = float(detection.score) * float(person.score)
                 person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
