@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     routes = commands.add_parser("routes", help="print the API route table")
     routes.add_argument("--json", action="store_true")
 
-    install = commands.add_parser("install-models", help="fetch the BlazePose models from the mediapipe wheel")
-    install.add_argument("--model-dir", help="where to put them (default: the venv's share/mie-pose/models)")
+    install = commands.add_parser(
+        "install-models", help="fetch the BlazePose detector from the mediapipe wheel (the landmark model ships "
+                               "with the package)")
+    install.add_argument("--model-dir", help="where to put it (default: the venv's share/mie-pose/models)")
     return parser
 
 
@@ -338,7 +340,7 @@ def cmd_install_models(args) -> int:
     from .backends.blazepose import install_weights
 
     path = install_weights(args.model_dir)
-    print(f"BlazePose models in {path}")
+    print(f"BlazePose detector model in {path}")
     return 0
 
 
