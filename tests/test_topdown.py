@@ -123,11 +123,11 @@ def test_a_cut_off_box_is_completed_past_the_edge_it_reaches():
     """Legs-only at the top edge grow upwards to a whole person's proportions; a half person at the left edge grows
     outwards; a box a few pixels short of the edge still counts as reaching it; a person filling the picture's
     height, or a box inside the picture, stays as it is."""
-    from mie_pose.backends.topdown import WHOLE_PERSON_ASPECT, _at_edge, completed_box
+    from mie_pose.backends.topdown import WHOLE_PERSON_ASPECT, _cut_sides, completed_box
 
     content = (0, 0, 768, 576)
     legs = (100, 4, 140, 64)  # 40 wide, 60 tall, 4 px under the top edge
-    assert _at_edge(legs, content)
+    assert _cut_sides(legs, content) == {"top"}
     x0, y0, x1, y1 = completed_box(legs, content)
     assert (x0, x1, y1) == (100, 140, 64) and y0 == pytest.approx(64 - WHOLE_PERSON_ASPECT * 40)
     half = (0, 300, 15, 410)  # cut at the left: 15 of about 40 px visible
@@ -135,10 +135,10 @@ def test_a_cut_off_box_is_completed_past_the_edge_it_reaches():
     assert (y0, x1, y1) == (300, 15, 410) and x0 == pytest.approx(15 - 110 / WHOLE_PERSON_ASPECT)
     assert completed_box((300, 0, 500, 576), content) == (300, 0, 500, 576)  # top and bottom: fills the height
     inside = (300, 200, 340, 310)
-    assert not _at_edge(inside, content) and completed_box(inside, content) == inside
+    assert _cut_sides(inside, content) == set() and completed_box(inside, content) == inside
     letterboxed = (0, 96, 768, 480)  # the picture inside bars: its edges, not the frame's, count
-    assert _at_edge((300, 100, 340, 160), letterboxed) and not _at_edge((300, 100, 340, 160), content)
-    assert not _at_edge((300, 200, 340, 260), letterboxed)
+    assert _cut_sides((300, 100, 340, 160), letterboxed) == {"top"} and not _cut_sides((300, 100, 340, 160), content)
+    assert not _cut_sides((300, 200, 340, 260), letterboxed)
 
 
 def test_a_person_cut_off_at_the_edge_is_kept_from_the_lower_score():

@@ -5,9 +5,9 @@ image it was given. The default is NanoDet-m (COCO, converted to TFLite; Apache-
 ``models/person-detector-nanodet/README.md``), run on the picture inside any letterbox bars. CenterNet
 (``models/person-detector-centernet/``) measured the same on the tuning part of ``tests/data/eval`` but
 its weights' upstream states no licence (``models/PROVENANCE.md``), so its weights are neither shipped nor
-committed: ``CenterNetPersonDetector`` runs a file you convert yourself (the folder's README), for comparison. OpenCV's HOG
-people detector needs no weights and is kept as the fallback. The matching that scores a detector against labels lives here too, so the bench and
-the tests count hits and misses the same way.
+committed: ``CenterNetPersonDetector`` runs a file you convert yourself (the folder's README), for comparison.
+OpenCV's HOG people detector needs no weights and is kept as the fallback. The matching that scores a detector
+against labels lives here too, so the bench and the tests count hits and misses the same way.
 """
 
 from __future__ import annotations

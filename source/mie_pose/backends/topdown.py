@@ -178,11 +178,12 @@ class TopDownBackend:
         detections = sorted(found, key=lambda d: -d.score)
         boxes, partners = [], []  # (detection, reaches the edge); partner candidates
         for detection in detections:
-            edge = _at_edge(detection.box_px, content)
+            sides = _cut_sides(detection.box_px, content)
+            edge = bool(sides)
             if detection.score >= self.score_threshold or (edge and detection.score >= self.cut_off_min_score):
                 boxes.append((detection, edge))
             elif (self.cut_top_min_score is not None and detection.score >= self.cut_top_min_score
-                  and "top" in _cut_sides(detection.box_px, content)):
+                  and "top" in sides):
                 boxes.append((detection, edge))  # kept below only if the lower body scores (legs_checked)
             elif self.partner_score is not None and detection.score >= self.partner_score:
                 partners.append(detection)
@@ -193,6 +194,7 @@ class TopDownBackend:
         large = any(d.box_px[3] - d.box_px[1] >= WHOLE_FRAME_MIN_HEIGHT * h for d, _ in boxes)
         unclaimed = list(self.pose_detector(image_bgr)) if large else []
         persons = []
+        retries = []  # (person, region, presence, detection): MoveNet persons BlazePose may stand in for
         for detection, edge in boxes:
             presence, region, box_landmarker = None, detection.box_px, self.box_landmarker
             if edge:
@@ -212,11 +214,9 @@ class TopDownBackend:
                 if float(np.mean(np.asarray(person.keypoints)[LOWER_BODY, 2])) < self.cut_top_legs_score:
                     person = None
             if person is not None:
-                person.score = float(detection.score) * float(person.score)
-                person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
+                persons.append(_from_detection(person, detection))
                 if match is None and box_landmarker is not self.box_landmarker:
-                    person.extra["retry"] = (region, presence, float(detection.score))
-                persons.append(person)
+                    retries.append((person, region, presence, detection))
         if partners and persons:
             accepted = np.array([p.extra["detector_box"] for p in persons], np.float64)
             for detection in partners:
@@ -224,23 +224,25 @@ class TopDownBackend:
                     continue
                 person = self.box_landmarker.run_box(rgb, detection.box_px)  # its own presence threshold
                 if person is not None:
-                    person.score = float(detection.score) * float(person.score)
-                    person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
                     person.extra["partner"] = True
-                    persons.append(person)
+                    persons.append(_from_detection(person, detection))
         if self.duplicate_oks is not None:
             kept = suppress_duplicates(persons, w, h, self.duplicate_oks)
-            for dropped in (p for p in persons if "retry" in p.extra and not any(p is k for k in kept)):
-                region, presence, score = dropped.extra["retry"]
+            for dropped, region, presence, detection in retries:
+                if any(dropped is k for k in kept):
+                    continue
                 person = self.box_landmarker.run_box(rgb, region, presence)
                 if person is not None and all(person_oks(k, person, w, h) < self.duplicate_oks for k in kept):
-                    person.score = score * float(person.score)
-                    person.extra["detector_box"] = dropped.extra["detector_box"]
-                    kept.append(person)
+                    kept.append(_from_detection(person, detection))
             persons = kept
-        for person in persons:
-            person.extra.pop("retry", None)
         return persons
+
+
+def _from_detection(person: Person, detection) -> Person:
+    """A keypoint model's person on a detector box: scored by both, and keeping the box it came from."""
+    person.score = float(detection.score) * float(person.score)
+    person.extra["detector_box"] = tuple(float(v) for v in detection.box_px)
+    return person
 
 
 def person_oks(a: Person, b: Person, w: int, h: int) -> float:
@@ -268,13 +270,9 @@ def _edge_margin(box) -> float:
     return max(EDGE_MARGIN_PX, EDGE_MARGIN_SHARE * max(box[2] - box[0], box[3] - box[1]))
 
 
-def _at_edge(box, content) -> bool:
-    """The box reaches an edge of the picture (the content region inside any letterbox bars), give or take
-    ``_edge_margin``."""
-    return bool(_cut_sides(box, content))
-
-
 def _cut_sides(box, content) -> set[str]:
+    """The edges of the picture (the content region inside any letterbox bars) that the box reaches, give or take
+    ``_edge_margin``: empty for a box inside the picture."""
     margin = _edge_margin(box)
     sides = {"left": box[0] <= content[0] + margin, "top": box[1] <= content[1] + margin,
              "right": box[2] >= content[2] - margin, "bottom": box[3] >= content[3] - margin}
