@@ -86,6 +86,17 @@ def stand_in_stage_asl(operation: dict) -> dict:
         "Succeeded": {"Type": "Succeed"}, "Skipped": {"Type": "Succeed"}}}
 
 
+def last_task_output(sfn, execution_arn: str) -> str | None:
+    """The last Lambda answer in an execution's history (an operator's output, with its error message when it
+    failed): what a failed stage's assertion should show."""
+    for event in sfn.get_execution_history(executionArn=execution_arn, reverseOrder=True)["events"]:
+        for key in ("taskSucceededEventDetails", "lambdaFunctionSucceededEventDetails", "taskFailedEventDetails",
+                    "lambdaFunctionFailedEventDetails"):
+            if key in event:
+                return json.dumps(event[key])[:4000]
+    return None
+
+
 class StandInDataplaneApi:
     """MIE's operator-results routes: pages of a paginated write are kept per (asset, operator, workflow)
     and published at ``end``; GET answers the published pages. Every request must carry SigV4."""
@@ -238,7 +249,7 @@ def test_mie_runs_our_operators_and_reads_the_results_from_its_dataplane(moto_st
             if described["status"] != "RUNNING":
                 break
             threading.Event().wait(0.2)
-        assert described["status"] == "SUCCEEDED", described
+        assert described["status"] == "SUCCEEDED", (described["status"], last_task_output(stack.sfn, arn))
         output = json.loads(described["output"])
         assert output["Name"] == operator and output["Status"] == "Complete"
         media.update(output["Media"])  # what MIE's stage completion does with the outputs
