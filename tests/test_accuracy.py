@@ -85,16 +85,18 @@ def test_topdown_on_the_tuning_part(tuning):
     # merge, every category's precision >= 0.95; portrait 0.92, letterboxed 0.97, small 0.94, crowd 0.97, cut off
     # at the top 0.79 (0.69 without the cut-top bar, 0.48 with the edge bar at 0.5 and no completion), at the
     # right 0.96, at the bottom 0.93, at the left 16/16. Keypoints, all placed by hand (the second labelling,
-    # tests/data/eval/manifest.json): PCK@0.2 0.77, OKS AP 0.60 (0.73 / 0.54 with BlazePose on the grown regions
-    # too, 0.71 / 0.51 before the cut-off rules; 0.81 / 0.66 on the 28 frames before the edge crops were added).
+    # tests/data/eval/manifest.json): PCK@0.2 0.79, OKS AP 0.62 with BlazePose's knees moved along the shin to
+    # where COCO labels them (0.77 / 0.60 at BlazePose's own knees; 0.73 / 0.54 with BlazePose
+    # on the grown regions too, 0.71 / 0.51 before the cut-off rules; 0.81 / 0.66 on the 28 frames before the
+    # edge crops were added).
     # People cut off at the bottom: PCK 0.65 -> 0.75 with MoveNet.
     assert table["all"]["recall"] >= 0.91
     assert table["all"]["precision"] >= 0.97
     assert table["all"]["merged"] == 0
     for category, row in table.items():
         assert row["precision"] is None or row["precision"] >= 0.9, category
-    assert table["all"]["pck"] >= 0.75
-    assert table["all"]["oks_ap"] >= 0.58
+    assert table["all"]["pck"] >= 0.78
+    assert table["all"]["oks_ap"] >= 0.60
     assert table["cut_bottom"]["pck"] >= 0.72 and table["cut_left"]["pck"] >= 0.67
     assert table["hand_keypoints"]["keypoint_people"] == table["all"]["keypoint_people"]
     assert table["portrait"]["recall"] >= 0.9

@@ -15,6 +15,8 @@ import pytest
 
 from mie_pose.backends.base import Person
 from mie_pose.backends.blazepose import (
+    BLAZEPOSE_LANDMARKS,
+    COCO_ALONG_LIMB,
     COCO_FROM_BLAZEPOSE,
     BlazePoseBackend,
     BlazePoseDetector,
@@ -23,6 +25,7 @@ from mie_pose.backends.blazepose import (
     Roi,
     default_model_dir,
     ensure_weights,
+    coco_keypoints,
     install_weights,
     to_coco,
 )
@@ -78,6 +81,22 @@ def test_coco_mapping_order():
     assert COCO_FROM_BLAZEPOSE.tolist() == [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
     landmarks = np.arange(33)[:, None] * np.ones((1, 5))
     assert to_coco(landmarks)[:, 0].tolist() == COCO_FROM_BLAZEPOSE.tolist()
+
+
+def test_coco_knees_move_along_the_shin_and_nothing_else_moves():
+    rng = np.random.default_rng(0)
+    landmarks = rng.uniform(0, 1, (33, 5))
+    keypoints = coco_keypoints(landmarks)
+    moved = {KEYPOINT_NAMES.index(joint) for joint in COCO_ALONG_LIMB}
+    assert moved == {K["left_knee"], K["right_knee"]}
+    for i in range(17):
+        if i not in moved:
+            np.testing.assert_array_equal(keypoints[i], landmarks[COCO_FROM_BLAZEPOSE[i]])
+    for side in ("left", "right"):
+        knee, ankle = (landmarks[BLAZEPOSE_LANDMARKS.index(f"{side}_{j}")] for j in ("knee", "ankle"))
+        np.testing.assert_allclose(keypoints[K[f"{side}_knee"], :2], knee[:2] + 0.2 * (ankle[:2] - knee[:2]))
+        # the score column stays the landmark's own visibility
+        assert keypoints[K[f"{side}_knee"], 3] == knee[3]
 
 
 def test_ensure_weights_names_the_install_command(tmp_path):

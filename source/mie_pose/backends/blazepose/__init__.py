@@ -5,7 +5,7 @@ is never imported.
 """
 
 from .backend import BlazePoseBackend
-from .coco import BLAZEPOSE_LANDMARKS, COCO_FROM_BLAZEPOSE, to_coco
+from .coco import BLAZEPOSE_LANDMARKS, COCO_ALONG_LIMB, COCO_FROM_BLAZEPOSE, coco_keypoints, to_coco
 from .detection import BlazePoseDetector
 from .landmarks import BlazePoseLandmarker
 from .roi import Roi
@@ -13,6 +13,7 @@ from .weights import ModelsMissingError, default_model_dir, ensure_weights, inst
 
 __all__ = [
     "BLAZEPOSE_LANDMARKS",
+    "COCO_ALONG_LIMB",
     "COCO_FROM_BLAZEPOSE",
     "BlazePoseBackend",
     "BlazePoseDetector",
@@ -22,5 +23,6 @@ __all__ = [
     "default_model_dir",
     "ensure_weights",
     "install_weights",
+    "coco_keypoints",
     "to_coco",
 ]

@@ -14,7 +14,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from mie_pose.backends.base import Person
 
-from .coco import to_coco
+from .coco import coco_keypoints
 from .roi import BoxRegionModel, Roi, crop, project_to_image, remove_letterbox
 from .weights import LANDMARK_MODEL
 
@@ -78,9 +78,10 @@ def refine_from_heatmap(landmarks: np.ndarray, heatmap: np.ndarray, kernel: int 
 
 def person_from_landmarks(landmarks: np.ndarray, presence: float, roi: Roi) -> Person:
     """A Person from 33 image-normalized landmarks (x, y, z, visibility, presence): COCO keypoints scored by
-    visibility, box around all 33 landmarks, both clipped to the image."""
+    visibility (knees placed where COCO labels them: ``coco_keypoints``), box around all 33
+    landmarks, both clipped to the image."""
     body = landmarks[:NUM_BODY]
-    coco = to_coco(body)
+    coco = coco_keypoints(body)
     keypoints = np.stack([np.clip(coco[:, 0], 0, 1), np.clip(coco[:, 1], 0, 1), coco[:, 3]], axis=1)
     x0, y0 = np.clip(body[:, :2].min(axis=0), 0, 1)
     x1, y1 = np.clip(body[:, :2].max(axis=0), 0, 1)
