@@ -86,7 +86,7 @@ def test_topdown_on_the_tuning_part(tuning):
     # at the top 0.79 (0.69 without the cut-top bar, 0.48 with the edge bar at 0.5 and no completion), at the
     # right 0.96, at the bottom 0.93, at the left 16/16. Keypoints, all placed by hand (the second labelling,
     # tests/data/eval/manifest.json): PCK@0.2 0.79, OKS AP 0.62 with BlazePose's knees moved along the shin to
-    # where COCO labels them (0.77 / 0.60 at BlazePose's own knees; 0.73 / 0.54 with BlazePose
+    # where the labels put them (0.77 / 0.60 at BlazePose's own knees; 0.73 / 0.54 with BlazePose
     # on the grown regions too, 0.71 / 0.51 before the cut-off rules; 0.81 / 0.66 on the 28 frames before the
     # edge crops were added).
     # People cut off at the bottom: PCK 0.65 -> 0.75 with MoveNet.

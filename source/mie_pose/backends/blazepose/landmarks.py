@@ -78,7 +78,7 @@ def refine_from_heatmap(landmarks: np.ndarray, heatmap: np.ndarray, kernel: int 
 
 def person_from_landmarks(landmarks: np.ndarray, presence: float, roi: Roi) -> Person:
     """A Person from 33 image-normalized landmarks (x, y, z, visibility, presence): COCO keypoints scored by
-    visibility (knees placed where COCO labels them: ``coco_keypoints``), box around all 33
+    visibility (knees placed where the hand labels put them: ``coco_keypoints``), box around all 33
     landmarks, both clipped to the image."""
     body = landmarks[:NUM_BODY]
     coco = coco_keypoints(body)
