@@ -23,9 +23,9 @@ from mie_pose.backends.blazepose import (
     BlazePoseLandmarker,
     ModelsMissingError,
     Roi,
+    coco_keypoints,
     default_model_dir,
     ensure_weights,
-    coco_keypoints,
     install_weights,
     to_coco,
 )

@@ -159,14 +159,10 @@ def test_a_person_cut_off_at_the_edge_is_kept_from_the_lower_score():
 
 def _pck_hits(result, frame, index: int) -> int:
     """Keypoints of labelled person ``index`` within PCK@0.2 of the torso (0 when the person was missed)."""
-    from mie_pose.backends.evaluation import torso_size
+    from mie_pose.backends.evaluation import pck_hit_count
 
-    person, k = frame.persons[index], result.matched[index]
-    if k < 0:
-        return 0
-    labelled = person.keypoints[:, 2] > 0
-    dist = np.linalg.norm(result.predictions[k].keypoints[:, :2] - person.keypoints[:, :2], axis=1)
-    return int(np.sum(labelled & (dist <= 0.2 * torso_size(person.keypoints, person.box))))
+    k = result.matched[index]
+    return 0 if k < 0 else pck_hit_count(result.predictions[k].keypoints, frame.persons[index])
 
 
 def test_a_region_grown_past_the_edge_gets_movenet():

@@ -318,6 +318,14 @@ def _cover_of(box: np.ndarray, people: np.ndarray) -> np.ndarray:
     return w * h / area
 
 
+def pck_hit_count(pred_kp: np.ndarray, person: EvalPerson, alpha: float = 0.2) -> int:
+    """How many of ``person``'s labelled keypoints the predicted ones (17, >= 2) place within ``alpha`` of its
+    torso size (PCK's hits for one person)."""
+    labelled = person.keypoints[:, 2] > 0
+    dist = np.linalg.norm(pred_kp[:, :2] - person.keypoints[:, :2], axis=1)
+    return int(np.sum(labelled & (dist <= alpha * torso_size(person.keypoints, person.box))))
+
+
 def torso_size(kp: np.ndarray, box: np.ndarray) -> float:
     """Torso diameter: the longer shoulder-to-opposite-hip distance; without hips, 0.3 of the box height."""
     sizes = [np.linalg.norm(kp[a, :2] - kp[b, :2]) for a, b in ((5, 12), (6, 11)) if kp[a, 2] > 0 and kp[b, 2] > 0]
@@ -366,8 +374,7 @@ def summarize(results: Iterable[FrameResult], pck_alpha: float = 0.2) -> dict:
                 if pred_kp is None:
                     oks_values.append(0.0)
                     continue
-                dist = np.linalg.norm(pred_kp[:, :2] - person.keypoints[:, :2], axis=1)
-                pck_hits += int(np.sum(labelled & (dist <= pck_alpha * torso_size(person.keypoints, person.box))))
+                pck_hits += pck_hit_count(pred_kp, person, pck_alpha)
                 oks_values.append(oks(pred_kp, person.keypoints, person.box))
         people = tp + misses
         row = {
