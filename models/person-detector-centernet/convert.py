@@ -3,7 +3,7 @@
 A one-off build step, run in a throwaway venv that holds TensorFlow; the project itself only
 needs ai-edge-litert to run the result. See README.md in this folder for the exact commands.
 
-    python convert.py MODEL.json OUT.tflite [--output NAME]
+    python convert.py MODEL.json OUT.tflite [--output NAME | --outputs NAME,NAME,...] [--size N] [--fp32]
 
 The graph is first written as a TF SavedModel (tfjs-graph-converter, TFLite compat mode), then
 traced with the model's fixed input shape: converting the SavedModel's dynamic signature needs
@@ -33,7 +33,7 @@ def _input_spec(model_json: Path, size: int | None = None):
 
     signature = json.loads(model_json.read_text())["signature"]
     (name, spec), = signature["inputs"].items()
-    shape = [int(d["size"]) for d in spec["tensorShape"]["dim"]]
+    shape = [max(int(d["size"]), 1) for d in spec["tensorShape"]["dim"]]  # a dynamic batch (-1) becomes 1
     if size:
         shape[1:3] = [size, size]
     dtype = {"DT_FLOAT": tf.float32, "DT_INT32": tf.int32}[spec["dtype"]]
@@ -41,7 +41,9 @@ def _input_spec(model_json: Path, size: int | None = None):
 
 
 def convert(model_json: Path, out_path: Path, output_name: str | None = None, fp16: bool = True,
-            size: int | None = None) -> Path:
+            size: int | None = None, outputs: list[str] | None = None) -> Path:
+    """``outputs``: several SavedModel output keys, kept in that order (the TFLite file names them
+    PartitionedCall:0, :1, ... in it); else the one output ``output_name`` (default: the signature's last)."""
     _stub_unused_imports()
     import tensorflow as tf
     import tfjs_graph_converter.api as tfjs_api
@@ -56,13 +58,24 @@ def convert(model_json: Path, out_path: Path, output_name: str | None = None, fp
         input_key = list(serving.structured_input_signature[1])[0]
         keys = sorted(serving.structured_outputs)
         print("saved model outputs:", {k: tuple(v.shape) for k, v in serving.structured_outputs.items()})
-        wanted = output_name or output_names[-1]
-        key = next((k for k in keys if k == wanted or k.endswith(wanted.split("/")[-1])), keys[-1])
-        print("exporting output", key)
+        if outputs:
+            missing = [k for k in outputs if k not in keys]
+            if missing:
+                raise SystemExit(f"no output {', '.join(missing)}; the model has {', '.join(keys)}")
+            print("exporting outputs", outputs)
 
-        @tf.function(input_signature=[spec])
-        def fixed(x):
-            return serving(**{input_key: x})[key]
+            @tf.function(input_signature=[spec])
+            def fixed(x):
+                result = serving(**{input_key: x})
+                return tuple(result[k] for k in outputs)
+        else:
+            wanted = output_name or output_names[-1]
+            key = next((k for k in keys if k == wanted or k.endswith(wanted.split("/")[-1])), keys[-1])
+            print("exporting output", key)
+
+            @tf.function(input_signature=[spec])
+            def fixed(x):
+                return serving(**{input_key: x})[key]
 
         return write_tflite(fixed.get_concrete_function(), loaded, out_path, fp16)
 
@@ -88,10 +101,12 @@ def main() -> None:
     parser.add_argument("model_json", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--output", help="output tensor name (default: the last in the model's signature)")
+    parser.add_argument("--outputs", help="comma-separated output keys to keep, in this order (several outputs)")
     parser.add_argument("--size", type=int, help="square input size (default: the model's own)")
     parser.add_argument("--fp32", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
-    convert(args.model_json, args.out, args.output, fp16=not args.fp32, size=args.size)
+    convert(args.model_json, args.out, args.output, fp16=not args.fp32, size=args.size,
+            outputs=args.outputs.split(",") if args.outputs else None)
 
 
 if __name__ == "__main__":
