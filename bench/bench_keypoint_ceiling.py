@@ -58,7 +58,6 @@ def tfjs_blazepose(path: str, num_threads: int = 2):
     from ai_edge_litert.interpreter import Interpreter
 
     from mie_pose.backends.blazepose import landmarks as bl
-    from mie_pose.backends.blazepose.roi import crop, project_to_image, remove_letterbox
 
     class ConvertedLandmarker(bl.BlazePoseLandmarker):
         def __init__(self):
@@ -71,17 +70,9 @@ def tfjs_blazepose(path: str, num_threads: int = 2):
             self._heatmap = by_shape[(1, 64, 64, bl.NUM_LANDMARKS)]
             self.presence_threshold = bl.PRESENCE_THRESHOLD
 
-        def landmarks(self, image_rgb, roi, presence_threshold=None):
-            tensor, padding = crop(image_rgb, roi, bl.INPUT_SIZE, bl.INPUT_SIZE, border_zero=False)
-            self.interpreter.set_tensor(self._input, (tensor.astype(np.float32) * (1.0 / 255.0))[None])
-            self.interpreter.invoke()
-            presence = float(self.interpreter.get_tensor(self._flag).reshape(-1)[0])
-            if presence < (self.presence_threshold if presence_threshold is None else presence_threshold):
-                return None, presence
-            landmarks = bl.decode_landmarks(self.interpreter.get_tensor(self._landmarks))
+        def heatmap_logits(self):
             p = np.clip(self.interpreter.get_tensor(self._heatmap)[0].astype(np.float64), 1e-9, 1 - 1e-9)
-            landmarks = bl.refine_from_heatmap(landmarks, np.log(p / (1 - p)).astype(np.float32))
-            return project_to_image(remove_letterbox(landmarks, padding), roi), presence
+            return np.log(p / (1 - p)).astype(np.float32)
 
     return ConvertedLandmarker()
 

@@ -134,6 +134,11 @@ class BlazePoseLandmarker(BoxRegionModel):
         if presence < (self.presence_threshold if presence_threshold is None else presence_threshold):
             return None, presence
         landmarks = decode_landmarks(self.interpreter.get_tensor(self._landmarks))
-        landmarks = refine_from_heatmap(landmarks, self.interpreter.get_tensor(self._heatmap)[0])
+        landmarks = refine_from_heatmap(landmarks, self.heatmap_logits())
         landmarks = project_to_image(remove_letterbox(landmarks, padding), roi)
         return landmarks, presence
+
+    def heatmap_logits(self) -> np.ndarray:
+        """The last invoke's (64, 64, 39) heatmap as logits, what MediaPipe's file outputs (a file converted from
+        TFJS gives probabilities instead: bench/bench_keypoint_ceiling.py overrides this)."""
+        return self.interpreter.get_tensor(self._heatmap)[0]
