@@ -104,7 +104,7 @@ def labelled_people(frames):
     """(frame, person index, person) for every counted keypoint-labelled person (the ones ``summarize`` scores),
     in a fixed order."""
     return [(frame, i, person) for frame in frames for i, person in enumerate(frame.persons)
-            if person.counted and person.keypoints is not None and (person.keypoints[:, 2] > 0).any()]
+            if person.counted and person.keypoint_labelled]
 
 
 def per_person(people, predict) -> list[tuple[int, float]]:

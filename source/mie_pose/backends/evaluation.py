@@ -56,6 +56,11 @@ class EvalPerson:
     keypoints_by: str | None = None  # "hand", or None: reviewed BlazePose output
     categories: set[str] = field(default_factory=set)
 
+    @property
+    def keypoint_labelled(self) -> bool:
+        """Some keypoint is labelled: the person counts for PCK and OKS."""
+        return self.keypoints is not None and bool((self.keypoints[:, 2] > 0).any())
+
 
 @dataclass
 class EvalFrame:
@@ -366,7 +371,7 @@ def summarize(results: Iterable[FrameResult], pck_alpha: float = 0.2) -> dict:
                     tp += 1
                 else:
                     misses += 1
-                if person.keypoints is None or not (person.keypoints[:, 2] > 0).any():
+                if not person.keypoint_labelled:
                     continue
                 labelled = person.keypoints[:, 2] > 0
                 pred_kp = r.predictions[k].keypoints if k >= 0 else None
