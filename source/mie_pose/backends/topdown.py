@@ -152,9 +152,10 @@ class TopDownBackend:
             if model is not None and model not in POSE_MODELS:
                 raise ValueError(f"unknown pose model {model!r}; choose one of {', '.join(POSE_MODELS)}")
         options.setdefault("cut_top_min_score", CUT_TOP_MIN_SCORE)
-        low = min(score_threshold, options.get("cut_off_min_score", CUT_OFF_MIN_SCORE),
-                  score_threshold if partner_score is None else partner_score,
-                  score_threshold if options["cut_top_min_score"] is None else options["cut_top_min_score"])
+        # The detector runs at the lowest bar any rule keeps a detection from (a rule that is off has None).
+        bars = (score_threshold, options.get("cut_off_min_score", CUT_OFF_MIN_SCORE), partner_score,
+                options["cut_top_min_score"])
+        low = min(bar for bar in bars if bar is not None)
         detector = NanoDetPersonDetector(score_threshold=low, num_threads=num_threads)
 
         landmarker = BlazePoseLandmarker(num_threads=num_threads)
