@@ -188,8 +188,8 @@ def test_a_movenet_person_dropped_as_a_duplicate_is_retried_with_blazepose():
     """vtest#160 cut at the bottom (tuning part): on the grown region of person 1, beside another walker, MoveNet
     follows the neighbour and its skeleton is suppressed as a duplicate; BlazePose on the same region finds him."""
     from mie_pose.backends.evaluation import load_eval_set, predictions_from_persons, score_frame
-    from mie_pose.backends.topdown import TopDownBackend, completed_box, person_oks
     from mie_pose.backends.person_detectors import box_iou, content_region
+    from mie_pose.backends.topdown import TopDownBackend, completed_box, person_oks
 
     frames, _ = load_eval_set(Path(__file__).parent / "data" / "eval", "tuning")
     frame = next(f for f in frames if f.id == "vtest#160/cut_bottom")
